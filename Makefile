@@ -1,0 +1,56 @@
+# intercom-sidecar: every task a developer or CI runs. `make setup` installs everything from the lock file.
+SHELL := /bin/bash
+UV_VERSION := 0.13.8
+UV := python3 -m uv
+RUN := $(UV) run --frozen
+
+.PHONY: setup run test e2e lint fmt typecheck proto proto-check check bench clean
+
+setup: .venv/.synced
+
+.venv/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(UV) sync --frozen
+	@touch $@
+
+run: setup ## run the sidecar; with no Intercom token, against the embedded fake Intercom
+	@if [ -n "$${INTERCOM_ACCESS_TOKEN:-}$${INTERCOM_ACCESS_TOKEN_FILE:-}" ]; then \
+		$(RUN) intercom-sidecar serve; \
+	else \
+		echo "make run: no INTERCOM_ACCESS_TOKEN or INTERCOM_ACCESS_TOKEN_FILE set, so the sidecar delivers to the"; \
+		echo "          embedded fake Intercom on http://127.0.0.1:8089 (inspect it at /_fake/state)."; \
+		$(RUN) intercom-sidecar serve --fake-intercom; \
+	fi
+
+test: setup ## unit, contract and end-to-end tests (loopback only)
+	$(RUN) pytest -q
+
+e2e: setup
+	$(RUN) pytest -q -m e2e
+
+lint: setup
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+fmt: setup
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+typecheck: setup
+	$(RUN) mypy
+
+proto: setup ## regenerate intercom_sidecar/_generated from proto/
+	$(RUN) python scripts/gen_proto.py
+
+proto-check: proto ## fail if the committed generated code is not what proto/ produces
+	@git diff --exit-code -- intercom_sidecar/_generated \
+		&& test -z "$$(git status --porcelain -- intercom_sidecar/_generated)" \
+		|| { echo "intercom_sidecar/_generated is stale: run 'make proto' and commit the result"; exit 1; }
+
+check: lint typecheck proto-check test ## everything CI runs
+
+bench: setup
+	$(RUN) python -m benchmarks
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

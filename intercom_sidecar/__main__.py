@@ -1,0 +1,139 @@
+"""The `intercom-sidecar` command: `serve`, `send`, `fake-intercom`. The only place that exits the process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Sequence
+
+from intercom_sidecar import __version__
+from intercom_sidecar.errors import ConfigError
+
+__all__ = ["main"]
+
+_log = logging.getLogger("intercom_sidecar")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging()
+    try:
+        code: int = asyncio.run(args.run(args))
+    except ConfigError as error:
+        print(f"intercom-sidecar: configuration error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="intercom-sidecar", description="Deliver Segment-spec events to Intercom over gRPC."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the sidecar (settings from the environment)")
+    serve.add_argument("--listen", help="gRPC address HOST:PORT (overrides INTERCOM_SIDECAR_LISTEN)")
+    serve.add_argument(
+        "--fake-intercom",
+        action="store_true",
+        help="start the embedded fake Intercom on loopback and deliver to it (no Intercom account needed)",
+    )
+    serve.add_argument(
+        "--fake-intercom-port", type=int, default=8089, help="port of the embedded fake Intercom (default 8089)"
+    )
+    serve.set_defaults(run=_serve)
+
+    from intercom_sidecar.cli import send
+
+    send_parser = commands.add_parser("send", help="send Segment JSON events (NDJSON) and print their acks")
+    send.add_arguments(send_parser)
+    send_parser.set_defaults(run=send.run)
+
+    from intercom_sidecar.fake import cli as fake_cli
+
+    fake = commands.add_parser("fake-intercom", help="run a fake Intercom API on loopback for tests and demos")
+    fake_cli.add_arguments(fake)
+    fake.set_defaults(run=_run_fake)
+    return parser
+
+
+async def _run_fake(args: argparse.Namespace) -> int:
+    from intercom_sidecar.fake import cli as fake_cli
+
+    await _until_signalled(fake_cli.run(args))
+    return 0
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from intercom_sidecar.app import App
+    from intercom_sidecar.config import load_config
+
+    env = dict(os.environ)
+    if args.listen:
+        env["INTERCOM_SIDECAR_LISTEN"] = args.listen
+    fake = None
+    if args.fake_intercom:
+        from intercom_sidecar.fake import FakeIntercom
+
+        fake = FakeIntercom()
+        url = await fake.start("127.0.0.1", args.fake_intercom_port)
+        env.update({"INTERCOM_API_URL": url, "INTERCOM_ACCESS_TOKEN": fake.token})
+        env.pop("INTERCOM_ACCESS_TOKEN_FILE", None)
+        _log.warning(
+            "Delivering to the embedded fake Intercom at `%s`, not to Intercom (see `%s/_fake/state`).", url, url
+        )
+    try:
+        app = App(load_config(env))
+        await app.start()
+        try:
+            await _until_signalled(app.wait_stopped())
+        finally:
+            await app.stop()
+    finally:
+        if fake is not None:
+            await fake.stop()
+    return 0
+
+
+async def _until_signalled(work: Awaitable[object]) -> None:
+    """Run until `work` (an awaitable) ends or SIGTERM/SIGINT arrives."""
+    loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, signalled.set)
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.create_task(signalled.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        else:
+            task.result()
+    if signalled.is_set():
+        _log.info("Stopping on signal.")
+
+
+def _configure_logging() -> None:
+    level = os.environ.get("INTERCOM_SIDECAR_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=level if level in logging.getLevelNamesMapping() else "INFO",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

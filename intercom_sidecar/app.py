@@ -1,0 +1,131 @@
+"""Wiring and lifecycle: tracer -> Intercom client -> delivery pipeline -> gRPC server -> health SERVING.
+
+`start()` builds and starts everything in that order; `stop()` undoes it in reverse, and is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace import TracerProvider
+
+from intercom_sidecar._generated.intercom_sidecar.v1 import service_pb2, service_pb2_grpc
+from intercom_sidecar.config import Config
+from intercom_sidecar.delivery.clock import Clock
+from intercom_sidecar.delivery.pipeline import Pipeline
+from intercom_sidecar.errors import ConfigError
+from intercom_sidecar.intake import Intake
+from intercom_sidecar.intercom.client import IntercomClient
+from intercom_sidecar.intercom.sender import IntercomSender
+from intercom_sidecar.model.from_proto import DecodeLimits
+from intercom_sidecar.server.servicer import EventServicer
+from intercom_sidecar.telemetry import names
+from intercom_sidecar.telemetry.setup import make_tracer_provider
+
+__all__ = ["EVENT_SERVICE", "App"]
+
+EVENT_SERVICE = service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name
+
+_log = logging.getLogger(__name__)
+
+
+class App:
+    """The running sidecar. `async with App(config) as app:` starts it and stops it."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self._tracer_provider = tracer_provider or make_tracer_provider()
+        self._transport = transport
+        self._clock = clock
+        self._client: IntercomClient | None = None
+        self._pipeline: Pipeline | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health = HealthServicer()
+        self._stopped = asyncio.Event()
+        self._stopping = False
+        self.port = 0
+        """The gRPC port actually bound (useful with port 0)."""
+
+    @property
+    def pipeline(self) -> Pipeline:
+        assert self._pipeline is not None, "App.start() has not run"
+        return self._pipeline
+
+    async def start(self) -> None:
+        config = self.config
+        self._client = IntercomClient(config.intercom, transport=self._transport)
+        self._pipeline = Pipeline(IntercomSender(self._client), config.queue, config.retry, clock=self._clock)
+        self._pipeline.start()
+        intake = Intake(self._pipeline, self._tracer_provider.get_tracer(names.TRACER_NAME))
+        limits = DecodeLimits(config.limits.max_event_bytes, config.limits.max_future_seconds)
+
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", config.server.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        service_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(intake, limits), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (EVENT_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        try:
+            self.port = server.add_insecure_port(config.server.listen)
+        except RuntimeError as exc:
+            await self._close_delivery()
+            raise ConfigError("INTERCOM_SIDECAR_LISTEN", f"cannot listen on {config.server.listen}: {exc}") from None
+        self._server = server
+        await server.start()
+        for service in ("", EVENT_SERVICE):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        _log.info("Listening for gRPC on `%s`.", config.server.listen.rsplit(":", 1)[0] + f":{self.port}")
+
+    async def stop(self) -> None:
+        """Stop in reverse order of start, within the configured grace period. Safe to call twice."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        grace = self.config.server.shutdown_grace_seconds
+        # 1. Readiness off at once, so the pod stops being sent new work.
+        await self._health.enter_graceful_shutdown()
+        # 2. New events get RETRY_LATER from here on; queued ones keep being delivered. The server stops taking
+        #    new RPCs and lets open ones finish (delivered-mode streams wait on the pipeline) within the grace.
+        pending = [self._close_delivery(grace)]
+        if self._server is not None:
+            pending.append(self._server.stop(grace))
+        await asyncio.gather(*pending)
+        # 3. Last, flush telemetry so the spans of the final deliveries are exported.
+        self._tracer_provider.shutdown()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def _close_delivery(self, grace: float = 0.0) -> None:
+        if self._pipeline is not None:
+            await self._pipeline.shutdown(grace)
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> App:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()

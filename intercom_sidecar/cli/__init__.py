@@ -1,0 +1,1 @@
+"""Client-side commands: reading Segment JSON and talking to a running sidecar."""

@@ -1,0 +1,236 @@
+"""Settings as typed, validated values with defaults.
+
+Every setting is read from one environment variable (flags override a few of them, see `__main__`), checked
+once at start-up, and documented in the README's configuration table. Errors name the variable to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from intercom_sidecar.errors import ConfigError
+
+__all__ = [
+    "REGION_URLS",
+    "Config",
+    "IntercomConfig",
+    "LimitsConfig",
+    "QueueConfig",
+    "RetryConfig",
+    "Secret",
+    "ServerConfig",
+    "load_config",
+]
+
+REGION_URLS: Mapping[str, str] = {
+    "us": "https://api.intercom.io",
+    "eu": "https://api.eu.intercom.io",
+    "au": "https://api.au.intercom.io",
+}
+
+_T = TypeVar("_T")
+
+
+class Secret:
+    """A string that never shows itself in `repr`, `str`, logs or tracebacks. Read it with `reveal()`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class IntercomConfig:
+    token: Secret
+    """Intercom access token (`INTERCOM_ACCESS_TOKEN`, or the contents of `INTERCOM_ACCESS_TOKEN_FILE`)."""
+    base_url: str = REGION_URLS["us"]
+    """From `INTERCOM_API_URL`, else from `INTERCOM_REGION` (us, eu, au)."""
+    api_version: str = "2.16"
+    timeout_seconds: float = 10.0
+    max_connections: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:50051"
+    shutdown_grace_seconds: float = 20.0
+    max_message_bytes: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    max_events: int = 10_000
+    workers: int = 16
+    full_retry_after_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    initial_backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 60.0
+    max_elapsed_seconds: float = 3 * 3600.0
+    """The total retry budget of one event; after it the event is rejected."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_event_bytes: int = 32 * 1024
+    """Segment's own limit for one call."""
+    max_future_seconds: float = 24 * 3600.0
+    """How far in the future an event's timestamp may lie (clock skew allowance)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    intercom: IntercomConfig
+    server: ServerConfig = field(default_factory=ServerConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+    def replace(self, **changes: object) -> Config:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    """Build and validate the whole configuration from environment variables."""
+    env = os.environ if env is None else env
+    reader = _Reader(env)
+    config = Config(
+        intercom=IntercomConfig(
+            token=_read_token(env),
+            base_url=_read_base_url(env),
+            api_version=reader.get("INTERCOM_API_VERSION", str, "2.16", _non_empty),
+            timeout_seconds=reader.get("INTERCOM_SIDECAR_HTTP_TIMEOUT_SECONDS", float, 10.0, _positive),
+            max_connections=reader.get("INTERCOM_SIDECAR_HTTP_MAX_CONNECTIONS", int, 16, _positive),
+        ),
+        server=ServerConfig(
+            listen=reader.get("INTERCOM_SIDECAR_LISTEN", str, "127.0.0.1:50051", _host_port),
+            shutdown_grace_seconds=reader.get("INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS", float, 20.0, _positive),
+            max_message_bytes=reader.get("INTERCOM_SIDECAR_MAX_MESSAGE_BYTES", int, 8 * 1024 * 1024, _positive),
+        ),
+        queue=QueueConfig(
+            max_events=reader.get("INTERCOM_SIDECAR_QUEUE_MAX_EVENTS", int, 10_000, _positive),
+            workers=reader.get("INTERCOM_SIDECAR_WORKERS", int, 16, _positive),
+            full_retry_after_seconds=reader.get(
+                "INTERCOM_SIDECAR_QUEUE_FULL_RETRY_AFTER_SECONDS", float, 1.0, _positive
+            ),
+        ),
+        retry=RetryConfig(
+            initial_backoff_seconds=reader.get("INTERCOM_SIDECAR_RETRY_INITIAL_BACKOFF_SECONDS", float, 0.5, _positive),
+            max_backoff_seconds=reader.get("INTERCOM_SIDECAR_RETRY_MAX_BACKOFF_SECONDS", float, 60.0, _positive),
+            max_elapsed_seconds=reader.get("INTERCOM_SIDECAR_RETRY_MAX_ELAPSED_SECONDS", float, 3 * 3600.0, _positive),
+        ),
+        limits=LimitsConfig(
+            max_event_bytes=reader.get("INTERCOM_SIDECAR_MAX_EVENT_BYTES", int, 32 * 1024, _positive),
+            max_future_seconds=reader.get("INTERCOM_SIDECAR_MAX_FUTURE_SECONDS", float, 24 * 3600.0, _not_negative),
+        ),
+    )
+    if config.retry.max_backoff_seconds < config.retry.initial_backoff_seconds:
+        raise ConfigError(
+            "INTERCOM_SIDECAR_RETRY_MAX_BACKOFF_SECONDS",
+            "must be at least INTERCOM_SIDECAR_RETRY_INITIAL_BACKOFF_SECONDS",
+        )
+    if config.limits.max_event_bytes > config.server.max_message_bytes:
+        raise ConfigError("INTERCOM_SIDECAR_MAX_EVENT_BYTES", "must not exceed INTERCOM_SIDECAR_MAX_MESSAGE_BYTES")
+    return config
+
+
+def _read_token(env: Mapping[str, str]) -> Secret:
+    path = env.get("INTERCOM_ACCESS_TOKEN_FILE", "").strip()
+    if path:
+        try:
+            token = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError("INTERCOM_ACCESS_TOKEN_FILE", f"cannot read {path!r}: {exc.strerror}") from None
+        if not token:
+            raise ConfigError("INTERCOM_ACCESS_TOKEN_FILE", f"{path!r} is empty")
+        return Secret(token)
+    token = env.get("INTERCOM_ACCESS_TOKEN", "").strip()
+    if not token:
+        raise ConfigError(
+            "INTERCOM_ACCESS_TOKEN",
+            "is not set (nor INTERCOM_ACCESS_TOKEN_FILE); to try the sidecar without an Intercom account, "
+            "run `intercom-sidecar serve --fake-intercom` (or `make run`)",
+        )
+    return Secret(token)
+
+
+def _read_base_url(env: Mapping[str, str]) -> str:
+    url = env.get("INTERCOM_API_URL", "").strip()
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("INTERCOM_API_URL", f"must be an http(s) URL, got {url!r}")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ConfigError("INTERCOM_API_URL", "plain http is only allowed for loopback addresses; use https")
+        return url.rstrip("/")
+    region = env.get("INTERCOM_REGION", "us").strip().lower() or "us"
+    if region not in REGION_URLS:
+        raise ConfigError("INTERCOM_REGION", f"must be one of {', '.join(REGION_URLS)}, got {region!r}")
+    return REGION_URLS[region]
+
+
+def _is_loopback(host: str) -> bool:
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def get(self, key: str, kind: Callable[[str], _T], default: _T, check: Callable[[_T], str | None]) -> _T:
+        raw = self._env.get(key, "").strip()
+        if not raw:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigError(key, f"must be {_KIND_NAMES.get(kind, 'valid')}, got {raw!r}") from None
+        problem = check(value)
+        if problem:
+            raise ConfigError(key, f"{problem}, got {raw!r}")
+        return value
+
+
+_KIND_NAMES: Mapping[object, str] = {int: "an integer", float: "a number", str: "a string"}
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _not_negative(value: float) -> str | None:
+    return None if value >= 0 else "must not be negative"
+
+
+def _non_empty(value: str) -> str | None:
+    return None if value else "must not be empty"
+
+
+def _host_port(value: str) -> str | None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return "must be HOST:PORT, e.g. 127.0.0.1:50051"
+    return None

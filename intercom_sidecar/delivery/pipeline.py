@@ -1,0 +1,154 @@
+"""Delivery: the `Sender` protocol, and the pipeline that feeds it from the send queue with retries.
+
+    submit() -> SendQueue (bounded, per-user FIFO) -> N workers -> deliver_with_retries -> Sender.send(plan)
+
+Each submitted plan comes with a `done` callback that receives exactly one `Outcome`: `Delivered`,
+`Rejected` (Intercom refused, or the retry budget ran out) or `Abandoned` (shutdown came first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from intercom_sidecar.config import QueueConfig, RetryConfig
+from intercom_sidecar.delivery.clock import Clock, SystemClock
+from intercom_sidecar.delivery.queue import SendQueue
+from intercom_sidecar.delivery.retry import deliver_with_retries
+from intercom_sidecar.errors import DeliveryError, PermanentError
+from intercom_sidecar.mapping.plan import Plan
+
+__all__ = ["Abandoned", "Delivered", "Outcome", "Pipeline", "Rejected", "Sender"]
+
+_log = logging.getLogger(__name__)
+
+
+class Sender(Protocol):
+    """Carries out one plan against Intercom. Raises a classified `DeliveryError` when it cannot."""
+
+    async def send(self, plan: Plan) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    error: DeliveryError
+
+
+@dataclass(frozen=True, slots=True)
+class Abandoned:
+    """Not delivered because the sidecar stopped first."""
+
+    reason: str
+
+
+Outcome = Delivered | Rejected | Abandoned
+
+
+@dataclass(slots=True)
+class _Job:
+    plan: Plan
+    done: Callable[[Outcome], None]
+
+
+class Pipeline:
+    """Owns the send queue and its workers. `start()`, then `submit()`; `shutdown()` drains, then stops."""
+
+    def __init__(
+        self,
+        sender: Sender,
+        queue: QueueConfig,
+        retry: RetryConfig,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._sender = sender
+        self._retry = retry
+        self._workers_wanted = queue.workers
+        self._clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._queue: SendQueue[_Job] = SendQueue(queue.max_events, full_retry_after=queue.full_retry_after_seconds)
+        self._workers: list[asyncio.Task[None]] = []
+
+    @property
+    def depth(self) -> int:
+        """Events submitted and not yet finished."""
+        return len(self._queue)
+
+    def start(self) -> None:
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"delivery-worker-{n}") for n in range(self._workers_wanted)
+        ]
+
+    def submit(self, user_key: str, plan: Plan, done: Callable[[Outcome], None]) -> None:
+        """Queue `plan` behind the earlier plans of `user_key`. Raises QueueFullError or ShuttingDownError."""
+        self._queue.put(user_key, _Job(plan, done))
+
+    async def shutdown(self, grace_seconds: float) -> int:
+        """Refuse new plans, deliver what is queued for up to `grace_seconds`, then stop the workers.
+
+        Returns how many plans were abandoned (each one's `done` got `Abandoned`). Idempotent.
+        """
+        self._queue.close()
+        try:
+            await asyncio.wait_for(self._queue.wait_idle(), timeout=grace_seconds)
+        except TimeoutError:
+            pass
+        for worker in self._workers:
+            worker.cancel()
+        results = await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        # Workers are stopped first, so no in-flight item can release a queued one behind our back.
+        abandoned = sum(1 for result in results if isinstance(result, _AbandonedInFlight))
+        abandoned += self._abandon_queued()
+        if abandoned:
+            _log.warning("Stopped with %d events not delivered.", abandoned)
+        return abandoned
+
+    async def _work(self) -> None:
+        while True:
+            key, job = await self._queue.get()
+            try:
+                outcome = await self._deliver(job.plan)
+            except asyncio.CancelledError:
+                job.done(Abandoned("the sidecar stopped before delivery finished"))
+                raise _AbandonedInFlight from None
+            finally:
+                self._queue.task_done(key)
+            job.done(outcome)
+
+    async def _deliver(self, plan: Plan) -> Outcome:
+        try:
+            attempts = await deliver_with_retries(
+                lambda: self._sender.send(plan), policy=self._retry, clock=self._clock, rng=self._rng
+            )
+        except DeliveryError as error:
+            return Rejected(error)
+        except Exception as error:  # a bug: keep the worker alive, reject the one event
+            _log.exception("Unexpected error while delivering an event.")
+            return Rejected(PermanentError(f"internal error ({type(error).__name__})", code="internal"))
+        return Delivered(attempts)
+
+    def _abandon_queued(self) -> int:
+        abandoned = 0
+        while True:
+            try:
+                key, job = self._queue.get_nowait()
+            except LookupError:
+                return abandoned
+            job.done(Abandoned("the sidecar stopped before delivery started"))
+            self._queue.task_done(key)
+            abandoned += 1
+
+
+class _AbandonedInFlight(Exception):
+    """A worker was stopped in the middle of a delivery (its job's `done` already got `Abandoned`)."""

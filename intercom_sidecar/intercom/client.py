@@ -1,0 +1,132 @@
+"""`IntercomClient`: one pooled httpx.AsyncClient with Intercom's headers; transport failures mapped once.
+
+Every request carries `Authorization: Bearer <token>`, `Intercom-Version` and `Accept: application/json`.
+Responses of any status come back as `IntercomResponse`, with Intercom's error envelope
+(`{"type": "error.list", "errors": [{"code", "message"}]}`) parsed; judging the status is
+`delivery.classify`'s job. Transport failures (timeouts, refused or reset connections) raise `RetryableError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from intercom_sidecar import __version__
+from intercom_sidecar.config import IntercomConfig
+from intercom_sidecar.errors import RetryableError
+
+__all__ = ["IntercomClient", "IntercomResponse", "parse_error_envelope"]
+
+_MAX_MESSAGE_CHARS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class IntercomResponse:
+    status: int
+    headers: Mapping[str, str]
+    """Case-insensitive."""
+    body: bytes
+    endpoint: str
+    """`METHOD /route/{template}`, e.g. `PUT /contacts/{id}`."""
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def error(self) -> tuple[str, str]:
+        """Intercom's first error as (code, message); ("", "") for a success."""
+        if self.ok:
+            return "", ""
+        return parse_error_envelope(self.body)
+
+    @property
+    def request_id(self) -> str:
+        return self.headers.get("x-request-id", "")
+
+
+def parse_error_envelope(body: bytes) -> tuple[str, str]:
+    """(code, message) of Intercom's first error; for a body that is not an error list, ("", its text)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return "", body[:_MAX_MESSAGE_CHARS].decode("utf-8", "replace").strip()
+    if isinstance(data, dict):
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            first = errors[0]
+            return str(first.get("code") or ""), str(first.get("message") or "")[:_MAX_MESSAGE_CHARS]
+        if "message" in data:
+            return str(data.get("code") or data.get("type") or ""), str(data["message"])[:_MAX_MESSAGE_CHARS]
+    return "", ""
+
+
+class IntercomClient:
+    """A thin, typed wrapper over httpx for Intercom's API. Close it with `aclose()` (or `async with`)."""
+
+    def __init__(self, config: IntercomConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=config.base_url,
+            headers={
+                "Authorization": f"Bearer {config.token.reveal()}",
+                "Intercom-Version": config.api_version,
+                "Accept": "application/json",
+                "User-Agent": f"intercom-sidecar/{__version__}",
+            },
+            timeout=httpx.Timeout(config.timeout_seconds),
+            limits=httpx.Limits(
+                max_connections=config.max_connections, max_keepalive_connections=config.max_connections
+            ),
+            transport=transport,
+        )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        endpoint: str,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> IntercomResponse:
+        """Send one request. `endpoint` names the route template for errors and telemetry."""
+        content = None
+        headers = None
+        if body is not None:
+            content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            headers = {"Content-Type": "application/json"}
+        async with _map_transport_errors(endpoint):
+            response = await self._http.request(method, path, content=content, headers=headers, params=params)
+        return IntercomResponse(
+            status=response.status_code, headers=response.headers, body=response.content, endpoint=endpoint
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> IntercomClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+@asynccontextmanager
+async def _map_transport_errors(endpoint: str) -> AsyncIterator[None]:
+    """httpx's exceptions -> RetryableError with a short code. The request (and its token) is not kept."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise RetryableError(f"{type(exc).__name__}: no answer in time", code="timeout", endpoint=endpoint) from None
+    except httpx.TransportError as exc:
+        raise RetryableError(
+            f"{type(exc).__name__}: {exc or 'connection failed'}", code="connection_error", endpoint=endpoint
+        ) from None

@@ -1,0 +1,90 @@
+"""Pure helpers that turn Segment values into values Intercom accepts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+__all__ = [
+    "MAX_ATTRIBUTE_NAME_CHARS",
+    "MAX_STRING_CHARS",
+    "clean_key",
+    "data_type_of",
+    "flatten",
+    "parse_iso_datetime",
+    "to_cents",
+    "to_unix_seconds",
+    "truncate",
+]
+
+MAX_STRING_CHARS = 255
+MAX_ATTRIBUTE_NAME_CHARS = 190
+
+_FORBIDDEN_KEY_CHARS = re.compile(r"[.$]")
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+def to_unix_seconds(seconds: float) -> int:
+    """Whole Unix seconds, as Intercom wants every timestamp."""
+    return int(seconds)
+
+
+def parse_iso_datetime(value: str) -> int | None:
+    """Unix seconds for an ISO-8601 date or date-time string (UTC when no offset is given), else None."""
+    if not _ISO_DATETIME.match(value):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp())
+
+
+def to_cents(amount: Any) -> int | None:
+    """An amount in currency units as integer cents, exactly (19.99 -> 1999, 0.1 + 0.2 -> 30), else None."""
+    if isinstance(amount, bool) or not isinstance(amount, int | float | str):
+        return None
+    try:
+        units = Decimal(repr(amount) if isinstance(amount, float) else str(amount).strip())
+    except InvalidOperation:
+        return None
+    if not units.is_finite():
+        return None
+    return int((units * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def truncate(value: str, limit: int = MAX_STRING_CHARS) -> str:
+    return value if len(value) <= limit else value[:limit]
+
+
+def clean_key(key: str) -> str:
+    """An attribute or metadata name without the characters Intercom forbids, at most 190 characters."""
+    return _FORBIDDEN_KEY_CHARS.sub("_", key)[:MAX_ATTRIBUTE_NAME_CHARS]
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(name, value) pairs with nested objects flattened (`a_b`); lists and nulls are dropped."""
+    for key, value in values.items():
+        name = f"{prefix}_{key}" if prefix else key
+        if isinstance(value, Mapping):
+            yield from flatten(value, name)
+        elif value is None or isinstance(value, list):
+            continue
+        else:
+            yield clean_key(name), value
+
+
+def data_type_of(value: Any) -> str:
+    """The Intercom data attribute type (`data_type`) for a cleaned attribute value."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    return "string"

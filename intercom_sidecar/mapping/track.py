@@ -1,0 +1,65 @@
+"""track -> an Intercom data event (`POST /events`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from intercom_sidecar.mapping.fields import flatten, to_cents, to_unix_seconds, truncate
+from intercom_sidecar.mapping.identify import contact_email
+from intercom_sidecar.mapping.plan import ContactRef, CreateDataEvent, Plan, Skip
+from intercom_sidecar.model.events import Event, JsonObject, Track
+
+__all__ = ["MAX_METADATA_KEYS", "map_track", "metadata_of"]
+
+MAX_METADATA_KEYS = 10
+"""Intercom keeps at most ten metadata keys per event."""
+
+_MONEY_KEYS = ("revenue", "total")
+
+
+def map_track(event: Event, call: Track) -> Plan | Skip:
+    email = contact_email(call.properties, event.context)
+    if event.user_id is None and email is None:
+        return Skip("track: no userId or email; anonymous events are not sent to Intercom")
+    # created_at comes from the event's own timestamp, so a re-send carries the same value and Intercom's
+    # duplicate check absorbs it.
+    body: dict[str, Any] = {
+        "event_name": truncate(call.event.strip()),
+        "created_at": to_unix_seconds(event.timestamp),
+    }
+    if event.user_id is not None:
+        body["user_id"] = event.user_id
+    else:
+        body["email"] = email
+    metadata = metadata_of(call.properties)
+    if metadata:
+        body["metadata"] = metadata
+    contact = ContactRef(external_id=event.user_id, email=email)
+    return Plan(steps=(CreateDataEvent(contact=contact, body=body),))
+
+
+def metadata_of(properties: JsonObject) -> dict[str, Any]:
+    """At most ten metadata values: the money value first (`price`), then properties in the event's order."""
+    metadata: dict[str, Any] = {}
+    price = _price(properties)
+    if price is not None:
+        metadata["price"] = price
+    rest = {key: value for key, value in properties.items() if key not in (*_MONEY_KEYS, "currency")}
+    for name, value in flatten(rest):
+        if len(metadata) >= MAX_METADATA_KEYS:
+            break
+        if name in metadata:
+            continue
+        metadata[name] = truncate(value) if isinstance(value, str) else value
+    return metadata
+
+
+def _price(properties: Mapping[str, Any]) -> dict[str, Any] | None:
+    for key in _MONEY_KEYS:
+        cents = to_cents(properties.get(key))
+        if cents is not None:
+            currency = properties.get("currency")
+            code = currency.strip().lower() if isinstance(currency, str) and currency.strip() else "usd"
+            return {"amount": cents, "currency": code}
+    return None

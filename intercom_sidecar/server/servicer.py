@@ -1,0 +1,100 @@
+"""`intercom_sidecar.v1.EventService`: Stream and Send, thin over `Intake`.
+
+Call options come from gRPC metadata: `x-ack-mode: delivered` asks for final outcomes instead of ACCEPTED,
+and W3C `traceparent`/`tracestate` make each event's span a child of the caller's span.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2, service_pb2_grpc
+from intercom_sidecar.intake import Intake
+from intercom_sidecar.model.acks import AckInfo
+from intercom_sidecar.model.events import Event
+from intercom_sidecar.model.from_proto import DecodeLimits, event_from_proto
+from intercom_sidecar.server.acks import ack_to_proto
+
+__all__ = ["ACK_MODE_KEY", "EventServicer"]
+
+ACK_MODE_KEY = "x-ack-mode"
+_ACK_MODES = {"accepted": False, "delivered": True}
+_propagator = TraceContextTextMapPropagator()
+
+
+class EventServicer(service_pb2_grpc.EventServiceServicer):
+    def __init__(self, intake: Intake, limits: DecodeLimits, *, clock: Callable[[], float] = time.time) -> None:
+        self._intake = intake
+        self._limits = limits
+        self._clock = clock
+
+    async def Send(
+        self, request: service_pb2.SendRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> service_pb2.SendResponse:
+        wait, parent = await _call_options(context)
+        results = [self._submit(message, wait, parent) for message in request.events]
+        acks = [await result if isinstance(result, asyncio.Future) else result for result in results]
+        return service_pb2.SendResponse(acks=[ack_to_proto(ack) for ack in acks])
+
+    async def Stream(
+        self, request_iterator: AsyncIterator[event_pb2.Event], context: grpc.aio.ServicerContext[object, object]
+    ) -> AsyncIterator[event_pb2.Ack]:
+        wait, parent = await _call_options(context)
+        acks: asyncio.Queue[event_pb2.Ack | None] = asyncio.Queue()
+        waiting: set[asyncio.Future[AckInfo]] = set()
+        reading = True
+
+        def on_final(future: asyncio.Future[AckInfo]) -> None:
+            waiting.discard(future)
+            if not future.cancelled():
+                acks.put_nowait(ack_to_proto(future.result()))
+            if not reading and not waiting:
+                acks.put_nowait(None)
+
+        async def read() -> None:
+            nonlocal reading
+            try:
+                async for message in request_iterator:
+                    result = self._submit(message, wait, parent)
+                    if isinstance(result, asyncio.Future):
+                        waiting.add(result)
+                        result.add_done_callback(on_final)
+                    else:
+                        acks.put_nowait(ack_to_proto(result))
+            finally:
+                reading = False
+                if not waiting:
+                    acks.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (ack := await acks.get()) is not None:
+                yield ack
+            await reader  # surfaces a failed read (e.g. the client cancelled)
+        finally:
+            reader.cancel()
+
+    def _submit(
+        self, message: event_pb2.Event, wait: bool, parent: Context | None
+    ) -> AckInfo | asyncio.Future[AckInfo]:
+        def decode() -> Event:
+            return event_from_proto(message, now=self._clock(), limits=self._limits)
+
+        return self._intake.submit(message.message_id, decode, wait=wait, parent=parent)
+
+
+async def _call_options(context: grpc.aio.ServicerContext[object, object]) -> tuple[bool, Context | None]:
+    metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+    mode = metadata.get(ACK_MODE_KEY, "accepted").strip().lower()
+    if mode not in _ACK_MODES:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, f"{ACK_MODE_KEY} must be 'accepted' or 'delivered', got {mode!r}"
+        )
+    parent = _propagator.extract(metadata) if "traceparent" in metadata else None
+    return _ACK_MODES[mode], parent

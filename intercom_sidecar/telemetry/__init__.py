@@ -1,0 +1,1 @@
+"""OpenTelemetry: the tracer provider, and the names of every span and attribute (in `names`)."""
