@@ -2,9 +2,10 @@
 SHELL := /bin/bash
 UV_VERSION := 0.13.8
 UV := python3 -m uv
+BUF_VERSION := 1.75.0
 RUN := $(UV) run --frozen
 
-.PHONY: setup run test e2e lint fmt typecheck proto proto-check check bench clean
+.PHONY: setup run test e2e lint fmt typecheck proto proto-check buf-lint check bench clean
 
 setup: .venv/.synced
 
@@ -47,7 +48,10 @@ proto-check: proto ## fail if the committed generated code is not what proto/ pr
 		&& test -z "$$(git status --porcelain -- intercom_sidecar/_generated)" \
 		|| { echo "intercom_sidecar/_generated is stale: run 'make proto' and commit the result"; exit 1; }
 
-check: lint typecheck proto-check test ## everything CI runs
+buf-lint: ## lint the .proto files with buf (from the npm registry; needs npm)
+	cd proto && npx --yes @bufbuild/buf@$(BUF_VERSION) lint
+
+check: lint typecheck proto-check buf-lint test ## everything CI runs
 
 bench: setup
 	$(RUN) python -m benchmarks

@@ -6,11 +6,12 @@ every other 4xx and 501 is permanent.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from intercom_sidecar.errors import DeliveryError, PermanentError, RetryableError, ThrottledError
 
-__all__ = ["error_for_status", "retry_after_of"]
+__all__ = ["error_for_status", "throttle_delay"]
 
 
 def error_for_status(
@@ -28,30 +29,35 @@ def error_for_status(
     message = message or f"HTTP {status}"
     if status == 429:
         return ThrottledError(
-            message, status=status, code=code, endpoint=endpoint, retry_after=retry_after_of(headers, now)
+            message, status=status, code=code, endpoint=endpoint, retry_after=throttle_delay(headers, now)
         )
     if status == 408 or (status >= 500 and status != 501):
+        # Every Intercom answer carries X-RateLimit-Reset; only a 429 makes it a floor. Retry-After always is.
         return RetryableError(
-            message, status=status, code=code, endpoint=endpoint, retry_after=retry_after_of(headers, now)
+            message, status=status, code=code, endpoint=endpoint, retry_after=_seconds(headers.get("retry-after"))
         )
     return PermanentError(message, status=status, code=code, endpoint=endpoint)
 
 
-def retry_after_of(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds until Intercom's announced reset (`X-RateLimit-Reset`, Unix seconds), else `Retry-After`."""
+def throttle_delay(headers: Mapping[str, str], now: float) -> float | None:
+    """For a 429: seconds until Intercom's announced reset (`X-RateLimit-Reset`, Unix seconds), else
+    `Retry-After` (seconds); None when neither is usable."""
     reset = _number(headers.get("x-ratelimit-reset"))
     if reset is not None:
         return max(0.0, reset - now)
-    after = _number(headers.get("retry-after"))
-    if after is not None:
-        return max(0.0, after)
-    return None
+    return _seconds(headers.get("retry-after"))
+
+
+def _seconds(value: str | None) -> float | None:
+    number = _number(value)
+    return None if number is None else max(0.0, number)
 
 
 def _number(value: str | None) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None

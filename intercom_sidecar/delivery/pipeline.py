@@ -93,6 +93,10 @@ class Pipeline:
         """Queue `plan` behind the earlier plans of `user_key`. Raises QueueFullError or ShuttingDownError."""
         self._queue.put(user_key, _Job(plan, done))
 
+    async def wait_idle(self) -> None:
+        """Return once every submitted plan has its outcome."""
+        await self._queue.wait_idle()
+
     async def shutdown(self, grace_seconds: float) -> int:
         """Refuse new plans, deliver what is queued for up to `grace_seconds`, then stop the workers.
 

@@ -1,0 +1,77 @@
+"""Fixtures for end-to-end tests: the fake Intercom and the sidecar on 127.0.0.1 with ephemeral ports."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from intercom_sidecar._generated.intercom_sidecar.v1 import service_pb2_grpc
+from intercom_sidecar.app import App
+from intercom_sidecar.config import Config, IntercomConfig, QueueConfig, RetryConfig, Secret, ServerConfig
+from intercom_sidecar.fake import FakeIntercom
+from intercom_sidecar.telemetry.setup import make_tracer_provider
+
+
+@dataclasses.dataclass
+class Sidecar:
+    app: App
+    channel: grpc.aio.Channel
+    stub: service_pb2_grpc.EventServiceStub
+    spans: InMemorySpanExporter
+    target: str
+
+
+SidecarFactory = Callable[..., Awaitable[Sidecar]]
+
+
+@pytest.fixture
+async def fake_intercom() -> AsyncIterator[FakeIntercom]:
+    fake = FakeIntercom()
+    await fake.start("127.0.0.1", 0)
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+def sidecar_config(fake: FakeIntercom, **sections: Any) -> Config:
+    """A config pointing at `fake`, listening on an ephemeral loopback port, with fast retries."""
+    config = Config(
+        intercom=IntercomConfig(token=Secret(fake.token), base_url=fake.url, timeout_seconds=5.0),
+        server=ServerConfig(listen="127.0.0.1:0", shutdown_grace_seconds=5.0),
+        queue=QueueConfig(max_events=1000, workers=4),
+        retry=RetryConfig(initial_backoff_seconds=0.01, max_backoff_seconds=0.05, max_elapsed_seconds=5.0),
+    )
+    return dataclasses.replace(config, **sections)
+
+
+@pytest.fixture
+async def start_sidecar(fake_intercom: FakeIntercom) -> AsyncIterator[SidecarFactory]:
+    started: list[Sidecar] = []
+
+    async def start(**sections: Any) -> Sidecar:
+        spans = InMemorySpanExporter()
+        provider = make_tracer_provider({}, processors=(SimpleSpanProcessor(spans),))
+        app = App(sidecar_config(fake_intercom, **sections), tracer_provider=provider)
+        await app.start()
+        target = f"127.0.0.1:{app.port}"
+        channel = grpc.aio.insecure_channel(target)
+        sidecar = Sidecar(app, channel, service_pb2_grpc.EventServiceStub(channel), spans, target)
+        started.append(sidecar)
+        return sidecar
+
+    yield start
+    for sidecar in started:
+        await sidecar.channel.close()
+        await sidecar.app.stop()
+
+
+@pytest.fixture
+async def sidecar(start_sidecar: SidecarFactory) -> Sidecar:
+    return await start_sidecar()
