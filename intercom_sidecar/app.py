@@ -34,6 +34,9 @@ EVENT_SERVICE = service_pb2.DESCRIPTOR.services_by_name["EventService"].full_nam
 
 _log = logging.getLogger(__name__)
 
+_MIN_RPC_GRACE_SECONDS = 1.0
+"""Open calls get at least this long to write their last acks, even when draining used up the grace."""
+
 
 class App:
     """The running sidecar. `async with App(config) as app:` starts it and stops it."""
@@ -53,6 +56,7 @@ class App:
         self._client: IntercomClient | None = None
         self._pipeline: Pipeline | None = None
         self._server: grpc.aio.Server | None = None
+        self._servicer: EventServicer | None = None
         self._health = HealthServicer()
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -78,7 +82,8 @@ class App:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        service_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(intake, limits), server)
+        self._servicer = EventServicer(intake, limits)
+        service_pb2_grpc.add_EventServiceServicer_to_server(self._servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (EVENT_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -87,7 +92,8 @@ class App:
         try:
             self.port = server.add_insecure_port(config.server.listen)
         except RuntimeError as exc:
-            await self._close_delivery()
+            await self._pipeline.shutdown(0)
+            await self._client.aclose()
             raise ConfigError("INTERCOM_SIDECAR_LISTEN", f"cannot listen on {config.server.listen}: {exc}") from None
         self._server = server
         await server.start()
@@ -102,26 +108,27 @@ class App:
             return
         self._stopping = True
         grace = self.config.server.shutdown_grace_seconds
+        started = asyncio.get_running_loop().time()
         # 1. Readiness off at once, so the pod stops being sent new work.
         await self._health.enter_graceful_shutdown()
-        # 2. New events get RETRY_LATER from here on; queued ones keep being delivered. The server stops taking
-        #    new RPCs and lets open ones finish (delivered-mode streams wait on the pipeline) within the grace.
-        pending = [self._close_delivery(grace)]
+        # 2. New events get RETRY_LATER from here on; the queue is delivered for up to the grace period, which
+        #    also settles every ack that delivered-mode callers are waiting for.
+        if self._pipeline is not None:
+            await self._pipeline.shutdown(grace)
+        # 3. Open streams write the acks they owe and end; the server stops with what is left of the grace.
+        if self._servicer is not None:
+            self._servicer.close_streams()
         if self._server is not None:
-            pending.append(self._server.stop(grace))
-        await asyncio.gather(*pending)
-        # 3. Last, flush telemetry so the spans of the final deliveries are exported.
+            remaining = grace - (asyncio.get_running_loop().time() - started)
+            await self._server.stop(max(remaining, _MIN_RPC_GRACE_SECONDS))
+        if self._client is not None:
+            await self._client.aclose()
+        # 4. Last, flush telemetry so the spans of the final deliveries are exported.
         self._tracer_provider.shutdown()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
-
-    async def _close_delivery(self, grace: float = 0.0) -> None:
-        if self._pipeline is not None:
-            await self._pipeline.shutdown(grace)
-        if self._client is not None:
-            await self._client.aclose()
 
     async def __aenter__(self) -> App:
         await self.start()

@@ -7,6 +7,7 @@ once at start-up, and documented in the README's configuration table. Errors nam
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -193,7 +194,12 @@ def _read_base_url(env: Mapping[str, str]) -> str:
 
 
 def _is_loopback(host: str) -> bool:
-    return host == "localhost" or host == "::1" or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # not a prefix test: "127.example.com" is a public name
+    except ValueError:
+        return False
 
 
 class _Reader:

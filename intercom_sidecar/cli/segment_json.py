@@ -43,11 +43,12 @@ def event_from_segment_json(data: Any) -> event_pb2.Event:
         **{key: data[key] for key in ("context", "integrations") if isinstance(data.get(key), dict)},
     }
     call = {proto_key: data[key] for key, proto_key in _CALL_FIELDS[kind] if data.get(key) is not None}
-    for key in ("userId", "anonymousId", "previousId", "groupId"):
+    for key in ("userId", "anonymousId"):
         if key in common and not isinstance(common[key], str):
             common[key] = str(common[key])
-    if "group_id" in call and not isinstance(call["group_id"], str):
-        call["group_id"] = str(call["group_id"])
+    for key in ("group_id", "previous_id"):  # ids inside the call's own message
+        if key in call and not isinstance(call[key], str):
+            call[key] = str(call[key])
     try:
         return json_format.ParseDict({**common, kind: call}, event_pb2.Event())
     except json_format.ParseError as exc:

@@ -128,5 +128,5 @@ async def _map_transport_errors(endpoint: str) -> AsyncIterator[None]:
         raise RetryableError(f"{type(exc).__name__}: no answer in time", code="timeout", endpoint=endpoint) from None
     except httpx.TransportError as exc:
         raise RetryableError(
-            f"{type(exc).__name__}: {exc or 'connection failed'}", code="connection_error", endpoint=endpoint
+            f"{type(exc).__name__}: {str(exc) or 'connection failed'}", code="connection_error", endpoint=endpoint
         ) from None

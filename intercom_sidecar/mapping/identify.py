@@ -53,10 +53,9 @@ def map_identify(event: Event, call: Identify) -> Plan | Skip:
     if email is not None:
         body["email"] = email
     body.update(_standard_fields(event, traits))
-    custom = _custom_attributes(traits)
+    custom, types = _custom_attributes(traits)
     if custom:
         body["custom_attributes"] = custom
-    types = {name: data_type_of(value) for name, value in custom.items()}
     return Plan(steps=(UpsertContact(contact=contact, body=body, attribute_types=types),))
 
 
@@ -109,14 +108,21 @@ def _unix_time(value: Any) -> int | None:
     return None
 
 
-def _custom_attributes(traits: JsonObject) -> dict[str, Any]:
+def _custom_attributes(traits: JsonObject) -> tuple[dict[str, Any], dict[str, str]]:
+    """Custom attribute values and their Intercom data_types. ISO date strings become Unix seconds, typed `date`."""
     custom: dict[str, Any] = {}
+    types: dict[str, str] = {}
     for name, value in flatten({key: value for key, value in traits.items() if key not in _NOT_CUSTOM}):
+        data_type = data_type_of(value)
         if isinstance(value, str):
             as_time = parse_iso_datetime(value)
-            value = as_time if as_time is not None else truncate(value)
+            if as_time is not None:
+                value, data_type = as_time, "date"
+            else:
+                value = truncate(value)
         custom[name] = value
-    return custom
+        types[name] = data_type
+    return custom, types
 
 
 def _object(value: Any) -> Mapping[str, Any]:

@@ -26,6 +26,7 @@ __all__ = ["ACK_MODE_KEY", "EventServicer"]
 ACK_MODE_KEY = "x-ack-mode"
 _ACK_MODES = {"accepted": False, "delivered": True}
 _propagator = TraceContextTextMapPropagator()
+_CLOSED_DETAILS = "the sidecar is shutting down; events without an ack were not taken, send them again elsewhere"
 
 
 class EventServicer(service_pb2_grpc.EventServiceServicer):
@@ -33,6 +34,8 @@ class EventServicer(service_pb2_grpc.EventServiceServicer):
         self._intake = intake
         self._limits = limits
         self._clock = clock
+        self._readers: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     async def Send(
         self, request: service_pb2.SendRequest, context: grpc.aio.ServicerContext[object, object]
@@ -47,6 +50,7 @@ class EventServicer(service_pb2_grpc.EventServiceServicer):
     ) -> AsyncIterator[event_pb2.Ack]:
         wait, parent = await _call_options(context)
         acks: asyncio.Queue[event_pb2.Ack | None] = asyncio.Queue()
+        """Acks to write, in the order outcomes became known; None once every event read has its ack."""
         waiting: set[asyncio.Future[AckInfo]] = set()
         reading = True
 
@@ -73,11 +77,21 @@ class EventServicer(service_pb2_grpc.EventServiceServicer):
                     acks.put_nowait(None)
 
         reader = asyncio.create_task(read())
+        self._readers.add(reader)
         try:
             while (ack := await acks.get()) is not None:
                 yield ack
+            if self._closing:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, _CLOSED_DETAILS)
             await reader  # surfaces a failed read (e.g. the client cancelled)
         finally:
+            self._readers.discard(reader)
+            reader.cancel()
+
+    def close_streams(self) -> None:
+        """Stop reading every open stream. Each one still writes the acks it owes, then ends UNAVAILABLE."""
+        self._closing = True
+        for reader in self._readers:
             reader.cancel()
 
     def _submit(

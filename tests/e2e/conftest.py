@@ -16,6 +16,7 @@ from intercom_sidecar.app import App
 from intercom_sidecar.config import Config, IntercomConfig, QueueConfig, RetryConfig, Secret, ServerConfig
 from intercom_sidecar.fake import FakeIntercom
 from intercom_sidecar.telemetry.setup import make_tracer_provider
+from tests.openapi_schemas import validate_ledger_requests
 
 
 @dataclasses.dataclass
@@ -32,12 +33,14 @@ SidecarFactory = Callable[..., Awaitable[Sidecar]]
 
 @pytest.fixture
 async def fake_intercom() -> AsyncIterator[FakeIntercom]:
+    """The fake Intercom; after the test, every request the sidecar sent must match Intercom's OpenAPI schemas."""
     fake = FakeIntercom()
     await fake.start("127.0.0.1", 0)
     try:
         yield fake
     finally:
         await fake.stop()
+    validate_ledger_requests(fake.ledger)
 
 
 def sidecar_config(fake: FakeIntercom, **sections: Any) -> Config:

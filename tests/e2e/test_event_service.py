@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -12,7 +13,7 @@ from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2
-from intercom_sidecar.config import QueueConfig
+from intercom_sidecar.config import QueueConfig, RetryConfig, ServerConfig
 from intercom_sidecar.fake import FakeIntercom
 
 from tests.e2e.conftest import Sidecar, SidecarFactory
@@ -31,9 +32,7 @@ def struct(values: dict[str, Any]) -> struct_pb2.Struct:
 
 
 def identify(message_id: str, user_id: str = "u1", **traits: Any) -> event_pb2.Event:
-    return event_pb2.Event(
-        message_id=message_id, user_id=user_id, identify=event_pb2.Identify(traits=struct(traits))
-    )
+    return event_pb2.Event(message_id=message_id, user_id=user_id, identify=event_pb2.Identify(traits=struct(traits)))
 
 
 def track(message_id: str, user_id: str = "u1", event: str = "Order Completed", **properties: Any) -> event_pb2.Event:
@@ -64,7 +63,10 @@ async def test_identify_then_track_reach_intercom(sidecar: Sidecar, fake_interco
             track("m2", revenue=19.99, currency="EUR", sku="A-1"),
         ],
     )
-    assert {ack.message_id: ack.status for ack in acks.values()} == {"m1": Ack.STATUS_ACCEPTED, "m2": Ack.STATUS_ACCEPTED}
+    assert {ack.message_id: ack.status for ack in acks.values()} == {
+        "m1": Ack.STATUS_ACCEPTED,
+        "m2": Ack.STATUS_ACCEPTED,
+    }
     assert all(TRACE_ID.match(ack.trace_id) for ack in acks.values())
     await sidecar.app.pipeline.wait_idle()
 
@@ -208,18 +210,53 @@ async def test_health_serving_and_reflection(sidecar: Sidecar) -> None:
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def test_stop_refuses_new_work_and_reports_not_serving(sidecar: Sidecar) -> None:
+async def test_stop_reports_not_serving_then_refuses_new_work(sidecar: Sidecar) -> None:
     health = health_pb2_grpc.HealthStub(sidecar.channel)
     watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30)
     assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
-    await sidecar.app.stop()
-    statuses = []
-    try:
-        while (reply := await watch.read()) is not grpc.aio.EOF:
-            statuses.append(reply.status)
-    except grpc.aio.AioRpcError:
-        pass
-    assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
+    stopping = asyncio.create_task(sidecar.app.stop())
+    assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    watch.cancel()
+    await stopping
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await sidecar.stub.Send(service_pb2.SendRequest(events=[track("m1")]), timeout=5)
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_stop_ends_open_streams_after_their_owed_acks(
+    start_sidecar: SidecarFactory, fake_intercom: FakeIntercom
+) -> None:
+    """A delivered-mode stream left open by its client gets every owed ack, then ends UNAVAILABLE."""
+    sidecar = await start_sidecar(
+        server=ServerConfig(listen="127.0.0.1:0", shutdown_grace_seconds=0.5),
+        retry=RetryConfig(initial_backoff_seconds=0.01, max_backoff_seconds=0.05, max_elapsed_seconds=600),
+    )
+    outbox: asyncio.Queue[event_pb2.Event] = asyncio.Queue()
+
+    async def requests() -> AsyncIterator[event_pb2.Event]:
+        while True:
+            yield await outbox.get()
+
+    call = sidecar.stub.Stream(requests(), metadata=DELIVERED_MODE, timeout=30)
+    outbox.put_nowait(identify("m1", email="ada@example.com"))
+    first = await call.read()
+    assert (first.message_id, first.status) == ("m1", Ack.STATUS_DELIVERED)
+    fake_intercom.faults.script("POST", "/events", status=503, times=1000)  # m2 will still be retrying
+    outbox.put_nowait(track("m2"))
+    await _until(lambda: any(entry.path == "/events" for entry in fake_intercom.ledger))
+    await sidecar.app.stop()
+    owed = await call.read()
+    assert (owed.message_id, owed.status) == ("m2", Ack.STATUS_RETRY_LATER)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call.read()
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in (raised.value.details() or "")
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Yield to the event loop until `condition()` holds (the sidecar and the fake run in this loop)."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition never held")

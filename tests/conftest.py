@@ -1,0 +1,59 @@
+"""Shared fixtures: a fake clock (no real sleeps), a seeded random source, and a config factory."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from intercom_sidecar.config import Config, IntercomConfig, Secret
+
+TEST_TOKEN = "tok_test_9f8e7d6c5b4a"
+"""The access token tests use; it must never show up in an error, a log line or a repr."""
+
+START_TIME = 1_700_000_000.0
+"""Where a `FakeClock` starts: 2023-11-14T22:13:20Z."""
+
+
+class FakeClock:
+    """A `delivery.clock.Clock` whose `sleep` advances time at once and records each requested delay."""
+
+    def __init__(self, start: float = START_TIME) -> None:
+        self.time = start
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.time
+
+    def advance(self, seconds: float) -> None:
+        self.time += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.time += max(0.0, seconds)
+        await asyncio.sleep(0)  # let other tasks run, as a real sleep would; takes no time
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    return random.Random(1234)
+
+
+def make_config(**intercom: Any) -> Config:
+    """A valid `Config` with the test token; keyword arguments override `IntercomConfig` fields."""
+    settings: dict[str, Any] = {"token": Secret(TEST_TOKEN), "base_url": "https://api.intercom.test"}
+    settings.update(intercom)
+    return Config(intercom=IntercomConfig(**settings))
+
+
+@pytest.fixture
+def config_factory() -> Callable[..., Config]:
+    return make_config
