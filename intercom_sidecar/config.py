@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -214,6 +215,8 @@ class _Reader:
             value = kind(raw)
         except ValueError:
             raise ConfigError(key, f"must be {_KIND_NAMES.get(kind, 'valid')}, got {raw!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number, got {raw!r}")
         problem = check(value)
         if problem:
             raise ConfigError(key, f"{problem}, got {raw!r}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "DeliveryError",
+    "InternalError",
     "InvalidEventError",
     "PermanentError",
     "QueueFullError",
@@ -89,6 +90,14 @@ class PermanentError(DeliveryError):
 
 class RetriesExhaustedError(PermanentError):
     """The retry budget ran out. `reason` says how many attempts were made and what the last one met."""
+
+    @property
+    def reason(self) -> str:
+        return self.message
+
+
+class InternalError(PermanentError):
+    """A bug in the sidecar, not Intercom's answer; `reason` says so without blaming Intercom."""
 
     @property
     def reason(self) -> str:

@@ -19,7 +19,7 @@ from intercom_sidecar.config import QueueConfig, RetryConfig
 from intercom_sidecar.delivery.clock import Clock, SystemClock
 from intercom_sidecar.delivery.queue import SendQueue
 from intercom_sidecar.delivery.retry import deliver_with_retries
-from intercom_sidecar.errors import DeliveryError, PermanentError
+from intercom_sidecar.errors import DeliveryError, InternalError
 from intercom_sidecar.mapping.plan import Plan
 
 __all__ = ["Abandoned", "Delivered", "Outcome", "Pipeline", "Rejected", "Sender"]
@@ -124,11 +124,11 @@ class Pipeline:
             try:
                 outcome = await self._deliver(job.plan)
             except asyncio.CancelledError:
-                job.done(Abandoned("the sidecar stopped before delivery finished"))
+                _report(job, Abandoned("the sidecar stopped before delivery finished"))
                 raise _AbandonedInFlight from None
             finally:
                 self._queue.task_done(key)
-            job.done(outcome)
+            _report(job, outcome)
 
     async def _deliver(self, plan: Plan) -> Outcome:
         try:
@@ -139,7 +139,7 @@ class Pipeline:
             return Rejected(error)
         except Exception as error:  # a bug: keep the worker alive, reject the one event
             _log.exception("Unexpected error while delivering an event.")
-            return Rejected(PermanentError(f"internal error ({type(error).__name__})", code="internal"))
+            return Rejected(InternalError(f"internal error ({type(error).__name__})", code="internal"))
         return Delivered(attempts)
 
     def _abandon_queued(self) -> int:
@@ -149,9 +149,17 @@ class Pipeline:
                 key, job = self._queue.get_nowait()
             except LookupError:
                 return abandoned
-            job.done(Abandoned("the sidecar stopped before delivery started"))
+            _report(job, Abandoned("the sidecar stopped before delivery started"))
             self._queue.task_done(key)
             abandoned += 1
+
+
+def _report(job: _Job, outcome: Outcome) -> None:
+    """Hand `outcome` to the job's callback; a failing callback is a bug, logged, and never stops a worker."""
+    try:
+        job.done(outcome)
+    except Exception:
+        _log.exception("Unexpected error while reporting a delivery outcome.")
 
 
 class _AbandonedInFlight(Exception):

@@ -1,58 +1,98 @@
 """Custom data attributes: Intercom 2.x rejects writes to attributes that do not exist, so create them first.
 
-The names Intercom knows are listed once per model (`GET /data_attributes`); a missing attribute is created
-once (`POST /data_attributes` with the mapped `data_type`) and remembered.
+The attributes Intercom knows are listed once per model (`GET /data_attributes`); a missing custom attribute is
+created once (`POST /data_attributes` with the mapped `data_type`) and remembered. Names are matched without
+regard to case, as Intercom does, and written with the spelling Intercom has. A trait whose name is one of
+Intercom's standard attributes (`role`, `owner_id`, ...) cannot be a custom attribute: it is left out and
+counted in `dropped`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from intercom_sidecar.intercom.client import IntercomClient, IntercomResponse
 
 __all__ = ["DataAttributes"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Known:
+    custom: dict[str, str] = field(default_factory=dict)
+    """Lower-cased name -> the custom attribute's name as Intercom spells it."""
+    standard: set[str] = field(default_factory=set)
+    """Lower-cased names of Intercom's built-in attributes."""
 
 
 class DataAttributes:
     def __init__(self, client: IntercomClient, raise_for: Callable[[IntercomResponse], None]) -> None:
         self._client = client
         self._raise_for = raise_for
-        self._known: dict[str, set[str]] = {}
+        self._known: dict[str, _Known] = {}
         self._lock = asyncio.Lock()
+        self.dropped = 0
+        """Attribute values left out because their name is a standard attribute."""
 
-    async def ensure(self, model: str, types: Mapping[str, str]) -> None:
-        """Make sure every attribute in `types` (name -> data_type) exists on `model` (contact or company)."""
+    async def names_for(self, model: str, types: Mapping[str, str]) -> dict[str, str]:
+        """For each wanted custom attribute (name -> data_type) on `model`, the name to write it under.
+
+        Creates the ones Intercom does not have yet. Names of standard attributes are not in the result.
+        """
+        if not types:
+            return {}
         known = self._known.get(model)
-        if known is not None and all(name in known for name in types):
-            return
-        async with self._lock:
-            known = self._known.get(model)
-            if known is None:
-                known = self._known[model] = await self._list(model)
-            for name, data_type in types.items():
-                if name not in known:
-                    await self._create(model, name, data_type, known)
+        if known is None or any(name.lower() not in known.custom for name in types):
+            async with self._lock:
+                known = await self._ensure(model, types)
+        names = {name: known.custom[name.lower()] for name in types if name.lower() in known.custom}
+        if len(names) < len(types):
+            self.dropped += len(types) - len(names)
+            _log.debug("Left out attributes named like standard ones: %s.", sorted(set(types) - set(names)))
+        return names
 
-    async def _list(self, model: str) -> set[str]:
+    async def _ensure(self, model: str, types: Mapping[str, str]) -> _Known:
+        known = self._known.get(model)
+        if known is None:
+            known = self._known[model] = await self._list(model)
+        for name, data_type in types.items():
+            key = name.lower()
+            if key not in known.custom and key not in known.standard:
+                await self._create(model, name, data_type, known)
+        return known
+
+    async def _list(self, model: str) -> _Known:
         response = await self._client.request(
             "GET", "/data_attributes", endpoint="GET /data_attributes", params={"model": model}
         )
         self._raise_for(response)
-        data = response.json() or {}
-        return {str(item["name"]) for item in data.get("data", []) if isinstance(item, dict) and "name" in item}
+        known = _Known()
+        for item in (response.json() or {}).get("data", []):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                continue
+            if item.get("custom"):
+                known.custom[item["name"].lower()] = item["name"]
+            else:
+                known.standard.add(item["name"].lower())
+        return known
 
-    async def _create(self, model: str, name: str, data_type: str, known: set[str]) -> None:
+    async def _create(self, model: str, name: str, data_type: str, known: _Known) -> None:
         response = await self._client.request(
             "POST",
             "/data_attributes",
             endpoint="POST /data_attributes",
             body={"name": name, "model": model, "data_type": data_type},
         )
-        if not response.ok and response.status == 400:
-            # Someone (another replica) may have created it since we listed: list again before giving up.
-            known |= await self._list(model)
-            if name in known:
+        if response.status == 400:
+            # Another replica may have created it since we listed: list again before giving up.
+            fresh = await self._list(model)
+            known.custom.update(fresh.custom)
+            known.standard |= fresh.standard
+            if name.lower() in known.custom:
                 return
         self._raise_for(response)
-        known.add(name)
+        known.custom[name.lower()] = name

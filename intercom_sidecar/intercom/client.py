@@ -9,8 +9,7 @@ Responses of any status come back as `IntercomResponse`, with Intercom's error e
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,8 +102,15 @@ class IntercomClient:
         if body is not None:
             content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
             headers = {"Content-Type": "application/json"}
-        async with _map_transport_errors(endpoint):
+        failure: RetryableError | None = None
+        try:
             response = await self._http.request(method, path, content=content, headers=headers, params=params)
+        except httpx.TransportError as exc:
+            failure = _transport_failure(exc, endpoint)
+        if failure is not None:
+            # Raised outside the except block: the httpx exception (which holds the request and so the token)
+            # is not kept as __context__.
+            raise failure
         return IntercomResponse(
             status=response.status_code, headers=response.headers, body=response.content, endpoint=endpoint
         )
@@ -119,14 +125,10 @@ class IntercomClient:
         await self.aclose()
 
 
-@asynccontextmanager
-async def _map_transport_errors(endpoint: str) -> AsyncIterator[None]:
-    """httpx's exceptions -> RetryableError with a short code. The request (and its token) is not kept."""
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise RetryableError(f"{type(exc).__name__}: no answer in time", code="timeout", endpoint=endpoint) from None
-    except httpx.TransportError as exc:
-        raise RetryableError(
-            f"{type(exc).__name__}: {str(exc) or 'connection failed'}", code="connection_error", endpoint=endpoint
-        ) from None
+def _transport_failure(exc: httpx.TransportError, endpoint: str) -> RetryableError:
+    """httpx's exceptions -> RetryableError with a short code. Only the exception's type and text are kept."""
+    if isinstance(exc, httpx.TimeoutException):
+        return RetryableError(f"{type(exc).__name__}: no answer in time", code="timeout", endpoint=endpoint)
+    return RetryableError(
+        f"{type(exc).__name__}: {str(exc) or 'connection failed'}", code="connection_error", endpoint=endpoint
+    )

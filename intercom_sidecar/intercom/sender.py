@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from intercom_sidecar.delivery.classify import error_for_status
 from intercom_sidecar.intercom.attributes import DataAttributes
@@ -39,29 +40,40 @@ class IntercomSender:
                 await self._create_data_event(step)
 
     async def _upsert_contact(self, step: UpsertContact) -> None:
-        await self._attributes.ensure("contact", step.attribute_types)
+        body = await self._with_writable_attributes("contact", step.body, step.attribute_types)
         key = step.contact.key
         cached = self._contact_ids.get(key)
         if cached is not None:
-            response = await self._update_contact(cached, step)
+            response = await self._update_contact(cached, body)
             if response.status != 404:
                 self._raise_for(response)
                 return
             self._contact_ids.forget(key)
-        response = await self._client.request("POST", "/contacts", endpoint="POST /contacts", body=step.body)
+        response = await self._client.request("POST", "/contacts", endpoint="POST /contacts", body=body)
         if response.status == 409:
             existing = _conflict_id(response)
             if existing is not None:
-                response = await self._update_contact(existing, step)
+                response = await self._update_contact(existing, body)
         self._raise_for(response)
         contact = response.json()
         if isinstance(contact, dict) and isinstance(contact.get("id"), str):
             self._contact_ids.put(key, contact["id"])
 
-    async def _update_contact(self, contact_id: str, step: UpsertContact) -> IntercomResponse:
-        return await self._client.request(
-            "PUT", f"/contacts/{contact_id}", endpoint="PUT /contacts/{id}", body=step.body
-        )
+    async def _with_writable_attributes(
+        self, model: str, body: Mapping[str, Any], types: Mapping[str, str]
+    ) -> Mapping[str, Any]:
+        """`body` with its custom attributes created if need be, spelled as Intercom has them, and those
+        named like standard attributes left out."""
+        names = await self._attributes.names_for(model, types)
+        custom = body.get("custom_attributes")
+        if not custom or all(names.get(name) == name for name in custom):
+            return body
+        renamed = {names[name]: value for name, value in custom.items() if name in names}
+        rest = {key: value for key, value in body.items() if key != "custom_attributes"}
+        return {**rest, "custom_attributes": renamed} if renamed else rest
+
+    async def _update_contact(self, contact_id: str, body: Mapping[str, Any]) -> IntercomResponse:
+        return await self._client.request("PUT", f"/contacts/{contact_id}", endpoint="PUT /contacts/{id}", body=body)
 
     async def _create_data_event(self, step: CreateDataEvent) -> None:
         response = await self._client.request("POST", "/events", endpoint="POST /events", body=step.body)

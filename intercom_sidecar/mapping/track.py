@@ -40,7 +40,8 @@ def map_track(event: Event, call: Track) -> Plan | Skip:
 
 
 def metadata_of(properties: JsonObject) -> dict[str, Any]:
-    """At most ten metadata values: the money value first (`price`), then properties in the event's order."""
+    """At most ten metadata values: the money value first (`price`), then properties in the event's order
+    (nested objects flattened with `_`, arrays and nulls dropped, booleans as strings)."""
     metadata: dict[str, Any] = {}
     price = _price(properties)
     if price is not None:
@@ -51,8 +52,17 @@ def metadata_of(properties: JsonObject) -> dict[str, Any]:
             break
         if name in metadata:
             continue
-        metadata[name] = truncate(value) if isinstance(value, str) else value
+        metadata[name] = _metadata_value(value)
     return metadata
+
+
+def _metadata_value(value: Any) -> Any:
+    """Intercom takes strings and numbers in metadata, not booleans: those become "true" / "false"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return truncate(value)
+    return value
 
 
 def _price(properties: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -39,14 +39,10 @@ def event_from_proto(message: event_pb2.Event, *, now: float, limits: DecodeLimi
     size = message.ByteSize()
     if size > limits.max_event_bytes:
         raise InvalidEventError("event", f"is {size} bytes; the limit is {limits.max_event_bytes} bytes")
-    user_id = message.user_id or None
-    anonymous_id = message.anonymous_id or None
+    user_id = _optional_id("user_id", message.user_id)
+    anonymous_id = _optional_id("anonymous_id", message.anonymous_id)
     if user_id is None and anonymous_id is None:
         raise InvalidEventError("user_id", "one of user_id and anonymous_id is required")
-    if user_id is not None:
-        _check_id("user_id", user_id)
-    if anonymous_id is not None:
-        _check_id("anonymous_id", anonymous_id)
     latest = now + limits.max_future_seconds
     timestamp = _seconds("timestamp", message.timestamp, latest) if message.HasField("timestamp") else now
     sent_at = _seconds("sent_at", message.sent_at, latest) if message.HasField("sent_at") else None
@@ -93,7 +89,16 @@ def _call(message: event_pb2.Event) -> Call:
     raise InvalidEventError("call", "exactly one of identify, track, page, screen, group or alias must be set")
 
 
+def _optional_id(field: str, value: str) -> str | None:
+    if not value:
+        return None
+    _check_id(field, value)
+    return value
+
+
 def _check_id(field: str, value: str) -> None:
+    if not value.strip():
+        raise InvalidEventError(field, "must not be only whitespace")
     if len(value) > MAX_ID_CHARS:
         raise InvalidEventError(field, f"is {len(value)} characters; the limit is {MAX_ID_CHARS}")
 

@@ -15,7 +15,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2
 from intercom_sidecar.config import QueueConfig, RetryConfig, ServerConfig
 from intercom_sidecar.fake import FakeIntercom
-
 from tests.e2e.conftest import Sidecar, SidecarFactory
 
 pytestmark = pytest.mark.e2e

@@ -224,7 +224,11 @@ ERRORS: list[tuple[dict[str, str], str]] = [
     ),
     (
         {"INTERCOM_SIDECAR_HTTP_TIMEOUT_SECONDS": "nan"},
-        "INTERCOM_SIDECAR_HTTP_TIMEOUT_SECONDS: must be greater than 0, got 'nan'",
+        "INTERCOM_SIDECAR_HTTP_TIMEOUT_SECONDS: must be a finite number, got 'nan'",
+    ),
+    (
+        {"INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS": "inf"},
+        "INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS: must be a finite number, got 'inf'",
     ),
     (
         {"INTERCOM_SIDECAR_MAX_MESSAGE_BYTES": "0"},

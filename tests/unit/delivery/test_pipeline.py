@@ -12,6 +12,7 @@ import pytest
 from intercom_sidecar.config import QueueConfig, RetryConfig
 from intercom_sidecar.delivery.pipeline import Abandoned, Delivered, Outcome, Pipeline, Rejected
 from intercom_sidecar.errors import (
+    InternalError,
     PermanentError,
     QueueFullError,
     RetriesExhaustedError,
@@ -248,12 +249,32 @@ async def test_unexpected_exception_is_rejected_as_internal_and_the_worker_survi
 
     outcome = outcomes["a1"]
     assert isinstance(outcome, Rejected)
-    assert type(outcome.error) is PermanentError
+    assert type(outcome.error) is InternalError
+    assert outcome.error.reason == "internal error (RuntimeError)", "not blamed on Intercom"
     assert (outcome.error.code, outcome.error.message) == ("internal", "internal error (RuntimeError)")
     assert outcomes["b1"] == Delivered(attempts=1)  # the one worker is still alive
     errors = [record for record in caplog.records if record.levelno == logging.ERROR]
     assert len(errors) == 1
     assert errors[0].exc_info is not None
+
+
+async def test_a_failing_outcome_callback_does_not_stop_the_worker(
+    make_pipeline: Callable[..., Pipeline], outcomes: Outcomes, caplog: pytest.LogCaptureFixture
+) -> None:
+    pipeline = make_pipeline(workers=1)
+
+    def broken(outcome: Outcome) -> None:
+        raise RuntimeError("callback bug")
+
+    with caplog.at_level(logging.ERROR, logger="intercom_sidecar.delivery.pipeline"):
+        pipeline.submit("a", plan("a1"), broken)
+        submit(pipeline, outcomes, "b", "b1")
+        await outcomes.wait("b1")
+
+    assert outcomes["b1"] == Delivered(attempts=1)  # the one worker survived the callback's failure
+    assert [record.getMessage() for record in caplog.records] == [
+        "Unexpected error while reporting a delivery outcome."
+    ]
 
 
 async def test_shutdown_drains_within_grace(

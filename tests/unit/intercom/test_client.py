@@ -207,7 +207,7 @@ async def test_transport_errors_are_retryable(
     assert (raised.code, raised.message, raised.status, raised.endpoint) == (code, message, None, "POST /contacts")
     assert raised.retry_after is None
     assert raised.__cause__ is None
-    assert raised.__suppress_context__
+    assert raised.__context__ is None, "the httpx error (it holds the request, and so the token) is not kept"
 
 
 def _everything_said_about(error: BaseException) -> str:

@@ -128,7 +128,6 @@ def track_plan(user_id: str = "u1", **properties: Any) -> Plan:
 async def test_create_caches_the_id_so_the_next_upsert_is_one_put(
     sender: IntercomSender, intercom: FakeIntercom
 ) -> None:
-    intercom.on("GET", "/data_attributes", attribute_list())
     intercom.on("POST", "/contacts", ok({"type": "contact", "id": "c1"}))
     intercom.on("PUT", "/contacts/c1", ok({"type": "contact", "id": "c1"}))
     plan = identify_plan(name="Ada")
@@ -136,15 +135,13 @@ async def test_create_caches_the_id_so_the_next_upsert_is_one_put(
     await sender.send(plan)
     await sender.send(plan)
 
-    assert intercom.calls == ["GET /data_attributes", "POST /contacts", "PUT /contacts/c1"]
+    assert intercom.calls == ["POST /contacts", "PUT /contacts/c1"], "no custom attributes: no attribute lookup"
     body = {"role": "user", "external_id": "u1", "name": "Ada", "last_seen_at": int(NOW)}
     assert intercom.bodies("POST", "/contacts") == [body]
     assert intercom.bodies("PUT", "/contacts/c1") == [body]
-    assert intercom.requests[0].url.params["model"] == "contact"
 
 
 async def test_conflict_updates_the_existing_contact(sender: IntercomSender, intercom: FakeIntercom) -> None:
-    intercom.on("GET", "/data_attributes", attribute_list())
     intercom.on("POST", "/contacts", error(409, "conflict", ALREADY_EXISTS))
     intercom.on("PUT", "/contacts/abc", ok({"type": "contact", "id": "abc"}), ok({"type": "contact", "id": "abc"}))
     plan = identify_plan(email="ada@example.com")
@@ -152,12 +149,11 @@ async def test_conflict_updates_the_existing_contact(sender: IntercomSender, int
     await sender.send(plan)
     await sender.send(plan)  # the id learnt from the 409 is cached
 
-    assert intercom.calls == ["GET /data_attributes", "POST /contacts", "PUT /contacts/abc", "PUT /contacts/abc"]
+    assert intercom.calls == ["POST /contacts", "PUT /contacts/abc", "PUT /contacts/abc"]
     assert intercom.bodies("PUT", "/contacts/abc")[0] == intercom.bodies("POST", "/contacts")[0]
 
 
 async def test_conflict_without_an_id_is_permanent(sender: IntercomSender, intercom: FakeIntercom) -> None:
-    intercom.on("GET", "/data_attributes", attribute_list())
     intercom.on("POST", "/contacts", error(409, "conflict", "A contact matching those details already exists"))
 
     with pytest.raises(PermanentError) as caught:
@@ -169,7 +165,6 @@ async def test_conflict_without_an_id_is_permanent(sender: IntercomSender, inter
 async def test_cached_id_answering_404_is_forgotten_and_created_again(
     sender: IntercomSender, intercom: FakeIntercom
 ) -> None:
-    intercom.on("GET", "/data_attributes", attribute_list())
     intercom.on("POST", "/contacts", ok({"type": "contact", "id": "c1"}), ok({"type": "contact", "id": "c2"}))
     intercom.on("PUT", "/contacts/c1", error(404, "not_found", "User Not Found"))
     intercom.on("PUT", "/contacts/c2", ok({"type": "contact", "id": "c2"}))
@@ -179,17 +174,10 @@ async def test_cached_id_answering_404_is_forgotten_and_created_again(
     await sender.send(plan)  # c1 is gone (merged or deleted): create again -> c2
     await sender.send(plan)  # c2 is cached now
 
-    assert intercom.calls == [
-        "GET /data_attributes",
-        "POST /contacts",
-        "PUT /contacts/c1",
-        "POST /contacts",
-        "PUT /contacts/c2",
-    ]
+    assert intercom.calls == ["POST /contacts", "PUT /contacts/c1", "POST /contacts", "PUT /contacts/c2"]
 
 
 async def test_cached_id_failing_otherwise_keeps_the_cache(sender: IntercomSender, intercom: FakeIntercom) -> None:
-    intercom.on("GET", "/data_attributes", attribute_list())
     intercom.on("POST", "/contacts", ok({"type": "contact", "id": "c1"}))
     intercom.on("PUT", "/contacts/c1", error(503, "service_unavailable", "try later"), ok({"id": "c1"}))
     plan = identify_plan()
@@ -204,7 +192,6 @@ async def test_cached_id_failing_otherwise_keeps_the_cache(sender: IntercomSende
 
 
 async def test_identities_are_cached_separately(sender: IntercomSender, intercom: FakeIntercom) -> None:
-    intercom.on("GET", "/data_attributes", attribute_list())
     intercom.on("POST", "/contacts", ok({"id": "c1"}), ok({"id": "c2"}))
     intercom.on("PUT", "/contacts/c1", ok({"id": "c1"}))
 
@@ -212,11 +199,10 @@ async def test_identities_are_cached_separately(sender: IntercomSender, intercom
     await sender.send(identify_plan("u2"))
     await sender.send(identify_plan("u1"))
 
-    assert intercom.calls[1:] == ["POST /contacts", "POST /contacts", "PUT /contacts/c1"]
+    assert intercom.calls == ["POST /contacts", "POST /contacts", "PUT /contacts/c1"]
 
 
 async def test_create_refused_is_permanent(sender: IntercomSender, intercom: FakeIntercom) -> None:
-    intercom.on("GET", "/data_attributes", attribute_list())
     intercom.on("POST", "/contacts", error(400, "parameter_invalid", "Email is invalid"))
 
     with pytest.raises(PermanentError) as caught:
@@ -281,6 +267,47 @@ async def test_attribute_created_meanwhile_by_someone_else(sender: IntercomSende
     assert intercom.calls == ["GET /data_attributes", "POST /data_attributes", "GET /data_attributes", "POST /contacts"]
 
 
+async def test_attribute_listing_asks_for_the_model(sender: IntercomSender, intercom: FakeIntercom) -> None:
+    intercom.on("GET", "/data_attributes", attribute_list("plan"))
+    intercom.on("POST", "/contacts", ok({"id": "c1"}))
+
+    await sender.send(upsert_plan({"plan": "string"}))
+
+    assert intercom.requests[0].url.params["model"] == "contact"
+
+
+async def test_traits_named_like_standard_attributes_are_left_out(
+    sender: IntercomSender, intercom: FakeIntercom
+) -> None:
+    intercom.on("GET", "/data_attributes", attribute_list("plan"))
+    intercom.on("POST", "/contacts", ok({"id": "c1"}))
+    step = UpsertContact(
+        contact=ContactRef(external_id="u1", email=None),
+        body={"role": "user", "external_id": "u1", "custom_attributes": {"plan": "pro", "Email": "x@example.com"}},
+        attribute_types={"plan": "string", "Email": "string"},
+    )
+
+    await sender.send(Plan(steps=(step,)))
+
+    assert intercom.calls == ["GET /data_attributes", "POST /contacts"], "no attempt to create `Email`"
+    assert intercom.bodies("POST", "/contacts")[0]["custom_attributes"] == {"plan": "pro"}
+
+
+async def test_attributes_are_written_with_intercoms_spelling(sender: IntercomSender, intercom: FakeIntercom) -> None:
+    intercom.on("GET", "/data_attributes", attribute_list("Plan"))
+    intercom.on("POST", "/contacts", ok({"id": "c1"}))
+    step = UpsertContact(
+        contact=ContactRef(external_id="u1", email=None),
+        body={"role": "user", "external_id": "u1", "custom_attributes": {"plan": "pro"}},
+        attribute_types={"plan": "string"},
+    )
+
+    await sender.send(Plan(steps=(step,)))
+
+    assert intercom.calls == ["GET /data_attributes", "POST /contacts"], "`plan` exists as `Plan`: nothing to create"
+    assert intercom.bodies("POST", "/contacts")[0]["custom_attributes"] == {"Plan": "pro"}
+
+
 async def test_attribute_refused_is_permanent(sender: IntercomSender, intercom: FakeIntercom) -> None:
     name_rule = "Your name for this attribute must only contain alphanumeric characters, currency symbols, and hyphens"
     intercom.on("GET", "/data_attributes", attribute_list(), attribute_list())
@@ -343,7 +370,6 @@ async def test_throttled_event_carries_the_reset(sender: IntercomSender, interco
 
 
 async def test_steps_run_in_order(sender: IntercomSender, intercom: FakeIntercom) -> None:
-    intercom.on("GET", "/data_attributes", attribute_list())
     intercom.on("POST", "/contacts", ok({"id": "c1"}))
     intercom.on("POST", "/events", ok(status=202))
     contact = ContactRef(external_id="u1", email=None)
@@ -356,4 +382,4 @@ async def test_steps_run_in_order(sender: IntercomSender, intercom: FakeIntercom
 
     await sender.send(plan)
 
-    assert intercom.calls == ["GET /data_attributes", "POST /contacts", "POST /events"]
+    assert intercom.calls == ["POST /contacts", "POST /events"]

@@ -126,7 +126,7 @@ CASES: list[tuple[str, Event, Plan | Skip]] = [
     (
         "scalar properties kept",
         track({"sku": "A-1", "qty": 2, "gift": False, "weight": 1.5}),
-        data_event(by_user(metadata={"sku": "A-1", "qty": 2, "gift": False, "weight": 1.5})),
+        data_event(by_user(metadata={"sku": "A-1", "qty": 2, "gift": "false", "weight": 1.5})),
     ),
     (
         "nested properties flattened, arrays and nulls dropped",

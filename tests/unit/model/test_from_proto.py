@@ -56,6 +56,14 @@ INVALID: list[tuple[str, Callable[[], event_pb2.Event], str, str]] = [
         "one of user_id and anonymous_id is required",
     ),
     ("user_id too long", lambda: message(user_id=LONG_ID), "user_id", "is 256 characters; the limit is 255"),
+    ("message_id blank", lambda: message(message_id="  "), "message_id", "must not be only whitespace"),
+    ("user_id blank", lambda: message(user_id=" \t"), "user_id", "must not be only whitespace"),
+    (
+        "anonymous_id blank",
+        lambda: message(user_id="", anonymous_id=" "),
+        "anonymous_id",
+        "must not be only whitespace",
+    ),
     (
         "anonymous_id too long",
         lambda: message(user_id="", anonymous_id=LONG_ID),
