@@ -11,6 +11,7 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2
 from intercom_sidecar.config import QueueConfig, RetryConfig, ServerConfig
@@ -207,6 +208,13 @@ async def test_health_serving_and_reflection(sidecar: Sidecar) -> None:
     for service in ("", "intercom_sidecar.v1.EventService"):
         reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    reflection = reflection_pb2_grpc.ServerReflectionStub(sidecar.channel)
+    replies = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
+    )
+    services = {service.name async for reply in replies for service in reply.list_services_response.service}
+    assert {"intercom_sidecar.v1.EventService", "grpc.health.v1.Health"} <= services
 
 
 async def test_stop_reports_not_serving_then_refuses_new_work(sidecar: Sidecar) -> None:

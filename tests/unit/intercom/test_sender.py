@@ -86,19 +86,17 @@ async def sender(intercom: FakeIntercom, config_factory: Callable[..., Config]) 
     intercom.assert_script_used()
 
 
-def identify_plan(user_id: str = "u1", **traits: Any) -> Plan:
+def mapped_plan(user_id: str, call: Identify | Track) -> Plan:
     event = Event(
-        message_id="m1",
-        user_id=user_id,
-        anonymous_id=None,
-        timestamp=NOW,
-        call=Identify(traits=traits),
-        context={},
-        integrations={},
+        message_id="m1", user_id=user_id, anonymous_id=None, timestamp=NOW, call=call, context={}, integrations={}
     )
     plan = map_event(event)
     assert isinstance(plan, Plan)
     return plan
+
+
+def identify_plan(user_id: str = "u1", **traits: Any) -> Plan:
+    return mapped_plan(user_id, Identify(traits=traits))
 
 
 def upsert_plan(types: dict[str, str], external_id: str = "u1") -> Plan:
@@ -108,18 +106,7 @@ def upsert_plan(types: dict[str, str], external_id: str = "u1") -> Plan:
 
 
 def track_plan(user_id: str = "u1", **properties: Any) -> Plan:
-    event = Event(
-        message_id="m1",
-        user_id=user_id,
-        anonymous_id=None,
-        timestamp=NOW,
-        call=Track(event="Order Completed", properties=properties),
-        context={},
-        integrations={},
-    )
-    plan = map_event(event)
-    assert isinstance(plan, Plan)
-    return plan
+    return mapped_plan(user_id, Track(event="Order Completed", properties=properties))
 
 
 # --- contacts ---
