@@ -1,0 +1,104 @@
+"""Process entry points for the sidecar under test and for the fake Intercom it delivers to."""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import io
+import pstats
+import time
+from collections import Counter
+from multiprocessing.connection import Connection
+
+from benchmarks.events import user_id
+from benchmarks.processes import Commands, quiet_logging, serve_commands
+from intercom_sidecar.app import App
+from intercom_sidecar.config import Config, IntercomConfig, QueueConfig, Secret, ServerConfig
+from intercom_sidecar.fake import FakeIntercom
+from intercom_sidecar.telemetry.setup import make_tracer_provider
+
+__all__ = ["QUEUE_MAX_EVENTS", "run_fake", "run_sidecar", "sidecar_config"]
+
+QUEUE_MAX_EVENTS = 1_000_000
+"""Large enough that no benchmark event is refused for a full queue (they would be acked RETRY_LATER)."""
+
+_FAKE_CALLS_PER_WINDOW = 1_000_000_000
+"""Intercom allows ≈ 1,666 calls per 10 s; the benchmark measures the sidecar, not the rate limit."""
+
+
+def sidecar_config(fake_url: str, token: str) -> Config:
+    """The sidecar's defaults (16 workers, 16 connections), except a loopback port 0, a big queue and a short
+    grace at stop (each run starts a fresh sidecar; what is still queued then is abandoned)."""
+    return Config(
+        intercom=IntercomConfig(token=Secret(token), base_url=fake_url),
+        server=ServerConfig(listen="127.0.0.1:0", shutdown_grace_seconds=0.5),
+        queue=QueueConfig(max_events=QUEUE_MAX_EVENTS),
+    )
+
+
+async def _serve_sidecar(conn: Connection, fake_url: str, token: str, profile: bool) -> None:
+    app = App(sidecar_config(fake_url, token), tracer_provider=make_tracer_provider({}))
+    await app.start()
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
+
+    async def wait_idle() -> float:
+        await app.pipeline.wait_idle()
+        return time.perf_counter()
+
+    async def depth() -> int:
+        return app.pipeline.depth
+
+    async def stop() -> str | None:
+        if profiler is not None:
+            profiler.disable()
+        await app.stop()
+        return None if profiler is None else _top(profiler)
+
+    commands: Commands = {"wait_idle": wait_idle, "depth": depth, "stop": stop}
+    await serve_commands(conn, {"target": f"127.0.0.1:{app.port}"}, commands)
+
+
+def _top(profiler: cProfile.Profile, lines: int = 25) -> str:
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    stats.sort_stats("tottime").print_stats(lines)
+    stats.sort_stats("cumulative").print_stats(lines)
+    return out.getvalue()
+
+
+def run_sidecar(conn: Connection, fake_url: str, token: str, profile: bool = False) -> None:
+    """Process entry point: the sidecar (`App`) delivering to the fake at `fake_url`."""
+    quiet_logging()
+    asyncio.run(_serve_sidecar(conn, fake_url, token, profile))
+
+
+async def _serve_fake(conn: Connection, users: int) -> None:
+    fake = FakeIntercom(limit_per_window=_FAKE_CALLS_PER_WINDOW, ledger_max_entries=None)
+    for number in range(users):
+        fake.state.create_contact("user", {"external_id": user_id(number)})
+    url = await fake.start("127.0.0.1", 0)
+
+    async def reset_ledger() -> None:
+        fake.ledger.reset()
+
+    async def counts() -> dict[str, int]:
+        """Calls received since the last reset, by `METHOD /resource STATUS`."""
+        return dict(Counter(f"{entry.method} /{entry.path.split('/')[1]} {entry.status}" for entry in fake.ledger))
+
+    async def set_latency(seconds: float) -> None:
+        """Answer every API call after `seconds` (60 holds the sidecar's deliveries for a whole run)."""
+        fake.faults.latency = seconds
+
+    async def stop() -> None:
+        await fake.stop()
+
+    commands: Commands = {"reset_ledger": reset_ledger, "counts": counts, "set_latency": set_latency, "stop": stop}
+    await serve_commands(conn, {"url": url, "token": fake.token}, commands)
+
+
+def run_fake(conn: Connection, users: int) -> None:
+    """Process entry point: the fake Intercom, with `users` contacts already created and no rate limit to speak of."""
+    quiet_logging()
+    asyncio.run(_serve_fake(conn, users))

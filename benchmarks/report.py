@@ -1,0 +1,106 @@
+"""Medians, the printed table and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks.scenarios import CEILING, TARGET_LABELS, Run, Scenario
+
+__all__ = ["format_scenario", "machine_facts", "summarize", "write_json"]
+
+
+def machine_facts() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "grpcio": metadata.version("grpcio"),
+        "protobuf": metadata.version("protobuf"),
+        "httpx": metadata.version("httpx"),
+    }
+
+
+def summarize(scenario: Scenario, runs: dict[str, list[Run]]) -> dict[str, Any]:
+    """Per target, the median of every numeric result; with `ratio`, each sidecar median / the ceiling median."""
+    medians: dict[str, dict[str, float]] = {}
+    for target, results in runs.items():
+        keys = [key for key, value in results[0].items() if type(value) in (int, float)]
+        medians[target] = {key: statistics.median(result[key] for result in results) for key in keys}
+    summary: dict[str, Any] = {"title": scenario.title, "median": medians, "runs": runs}
+    if scenario.ratio and CEILING in medians:
+        key = scenario.metrics[0][0]
+        summary["ratio_to_ceiling"] = {
+            target: {key: medians[target][key] / medians[CEILING][key]} for target in medians if target != CEILING
+        }
+    return summary
+
+
+def _cell(results: list[Run], median: float, key: str, spec: str) -> str:
+    if len(results) == 1:
+        return format(median, spec)
+    return f"{format(median, spec)} [{' / '.join(format(result[key], spec) for result in results)}]"
+
+
+def _acks(result: Run) -> str:
+    text = ", ".join(f"{name} {count:,}" for name, count in sorted(result["statuses"].items()))
+    offered = result.get("offered")
+    if offered is not None and offered != sum(result["statuses"].values()):
+        text += f"/{offered:,} sent"
+    return text + (", capped" if result.get("capped") else "")
+
+
+def _statuses(results: list[Run]) -> str:
+    texts = [_acks(result) for result in results]
+    return texts[0] + (" (each run)" if len(texts) > 1 else "") if len(set(texts)) == 1 else " | ".join(texts)
+
+
+def format_scenario(number: int, scenario: Scenario, summary: dict[str, Any]) -> str:
+    """The scenario as a table: one column per target, medians first and each run in brackets."""
+    runs: dict[str, list[Run]] = summary["runs"]
+    medians: dict[str, dict[str, float]] = summary["median"]
+    targets = list(scenario.targets)
+    rows = [["", *(TARGET_LABELS[target] for target in targets)]]
+    for key, label, spec in scenario.metrics:
+        rows.append([label, *(_cell(runs[t], medians[t][key], key, spec) for t in targets)])
+    if "ratio_to_ceiling" in summary:
+        key, label, _ = scenario.metrics[0]
+        ratios = summary["ratio_to_ceiling"]
+        rows.append([f"{label} ÷ ceiling", *(f"{ratios[t][key]:.3f}" if t in ratios else "" for t in targets)])
+    rows.append(["acks (client)", *(_statuses(runs[target]) for target in targets)])
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = [f"{number}. {scenario.title}"]
+    lines += ["   " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no Infinity or NaN: those become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_finite(data), indent=2, default=str, allow_nan=False) + "\n", encoding="utf-8")

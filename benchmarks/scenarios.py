@@ -1,0 +1,305 @@
+"""The measurements. Each run gets a fresh server process (ceiling or sidecar); the client and the fake Intercom
+live for the whole benchmark. Targets alternate within each repeat, so drift on the machine hits all alike.
+
+Targets: `ceiling` (bare grpc.aio servicer), `sidecar` (the real thing, delivering to the fake while it takes
+events), and `sidecar-held`: the same sidecar while the fake holds every answer for a minute, so its 16 workers
+sit waiting and the event loop does intake only. The gap between the two sidecar columns is what delivery costs
+the intake path.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.ceiling import run_ceiling
+from benchmarks.client import run_client
+from benchmarks.hosts import run_fake, run_sidecar
+from benchmarks.processes import Child
+
+__all__ = [
+    "CEILING",
+    "HELD",
+    "SIDECAR",
+    "TARGET_LABELS",
+    "Bench",
+    "Run",
+    "Scenario",
+    "Settings",
+    "percentile",
+    "run_scenario",
+    "scenarios",
+]
+
+CEILING = "ceiling"
+SIDECAR = "sidecar"
+HELD = "sidecar-held"
+TARGET_LABELS = {CEILING: "ceiling", SIDECAR: "sidecar", HELD: "sidecar, delivery held"}
+_HOLD_SECONDS = 60.0
+
+Run = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    repeats: int = 3
+    users: int = 1_000
+    max_seconds: float = 5.0
+    """The measurement window's cap for a stream or Send run: what is not acked by then is not counted."""
+    stream_events: int = 20_000
+    send_events: int = 50_000
+    send_batch: int = 100
+    send_in_flight: int = 4
+    paced_rate: float = 2_000.0
+    paced_low_rate: float = 250.0
+    """A second, sidecar-only latency run below what it can deliver, to see ack latency when not overloaded."""
+    paced_seconds: float = 3.0
+    ack_wait_seconds: float = 3.0
+    """After the paced offer, how long to wait for the remaining acks; later ones count as never acked (inf)."""
+    delivery_events: int = 2_000
+
+
+@dataclass
+class Bench:
+    """The client and fake Intercom processes, and a factory for per-run servers."""
+
+    settings: Settings
+    profile: bool = False
+    profiles: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.fake = Child("fake-intercom", run_fake, self.settings.users)
+        try:
+            self.client = Child("client", run_client)
+        except BaseException:
+            self.fake.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            self.fake.close()
+
+    @contextmanager
+    def server(self, kind: str) -> Iterator[Child]:
+        if kind == CEILING:
+            child = Child(CEILING, run_ceiling)
+        else:
+            self.fake.call("reset_ledger")
+            self.fake.call("set_latency", _HOLD_SECONDS if kind == HELD else 0.0)
+            child = Child(kind, run_sidecar, self.fake.info["url"], self.fake.info["token"], self.profile)
+        try:
+            yield child
+        finally:
+            profile = child.close()
+            if kind == HELD:
+                self.fake.call("set_latency", 0.0)
+            if profile:
+                self.profiles.append(profile)
+
+    def cpu(self, server: Child) -> dict[str, float]:
+        return {"server": server.cpu_seconds(), "client": self.client.cpu_seconds(), "fake": self.fake.cpu_seconds()}
+
+    def calls(self, kind: str) -> dict[str, int]:
+        """Intercom calls the fake has received (answered or held) since this run's sidecar started."""
+        return {} if kind == CEILING else dict(self.fake.call("counts"))
+
+
+def _cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {f"{name}_cpu_s": round(after[name] - before[name], 3) for name in before}
+
+
+def _throughput(out: Run, cpu: dict[str, float]) -> Run:
+    seconds = out["finished"] - out["started"]
+    return {
+        "events": out["events"],
+        "offered": out["offered"],
+        "seconds": seconds,
+        "events_per_s": out["events"] / seconds,
+        "server_cpu_us_per_event": cpu["server_cpu_s"] / out["events"] * 1e6,
+        "capped": out.get("capped", False),
+        "statuses": out["statuses"],
+        **cpu,
+    }
+
+
+def stream_run(bench: Bench, kind: str, tag: str) -> Run:
+    s = bench.settings
+    with bench.server(kind) as server:
+        before = bench.cpu(server)
+        out = bench.client.call("stream", server.info["target"], s.stream_events, s.users, tag, s.max_seconds)
+        cpu = _cpu_used(before, bench.cpu(server))
+        calls = bench.calls(kind)
+    return {**_throughput(out, cpu), "intercom_calls_during_run": calls}
+
+
+def send_run(bench: Bench, kind: str, tag: str) -> Run:
+    s = bench.settings
+    with bench.server(kind) as server:
+        before = bench.cpu(server)
+        target = server.info["target"]
+        out = bench.client.call(
+            "send", target, s.send_events, s.users, tag, s.send_batch, s.send_in_flight, s.max_seconds
+        )
+        cpu = _cpu_used(before, bench.cpu(server))
+        calls = bench.calls(kind)
+    return {**_throughput(out, cpu), "intercom_calls_during_run": calls}
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of unsorted `values` (NaN when there are none)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, round(fraction * len(ordered) + 0.5 - 1e-9))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def latency_run(bench: Bench, kind: str, tag: str, rate: float) -> Run:
+    s = bench.settings
+    with bench.server(kind) as server:
+        before = bench.cpu(server)
+        target = server.info["target"]
+        out = bench.client.call("paced", target, rate, s.paced_seconds, s.users, tag, s.ack_wait_seconds)
+        cpu = _cpu_used(before, bench.cpu(server))
+    unacked = out["offered"] - out["events"]
+    latencies: list[float] = out["latencies"] + [math.inf] * unacked
+    return {
+        "accepted_p50_ms": percentile(latencies, 0.50) * 1e3,
+        "accepted_p99_ms": percentile(latencies, 0.99) * 1e3,
+        "accepted_max_ms": percentile(latencies, 1.0) * 1e3,
+        "offered": out["offered"],
+        "unacked": unacked,
+        "offered_events_per_s": out["offered"] / max(out["last_sent"] - out["started"], 1e-9),
+        "statuses": out["statuses"],
+        **cpu,
+    }
+
+
+def delivery_run(bench: Bench, kind: str, tag: str) -> Run:
+    """Send the events in batches (fast), then wait until every one has its outcome from the fake."""
+    s = bench.settings
+    with bench.server(kind) as server:
+        before = bench.cpu(server)
+        target = server.info["target"]
+        out = bench.client.call(
+            "send", target, s.delivery_events, s.users, tag, s.send_batch, s.send_in_flight, float("inf")
+        )
+        idle_at: float = server.call("wait_idle", timeout=300)
+        cpu = _cpu_used(before, bench.cpu(server))
+        calls = bench.calls(kind)
+    delivered = calls.get("POST /events 202", 0)
+    total_calls = sum(calls.values())
+    seconds = idle_at - out["started"]
+    return {
+        "seconds": seconds,
+        "intake_seconds": out["finished"] - out["started"],
+        "delivered": delivered,
+        "delivered_events_per_s": delivered / seconds,
+        "intercom_calls": total_calls,
+        "calls_by_status": calls,
+        "sidecar_cpu_ms_per_call": cpu["server_cpu_s"] / total_calls * 1e3 if total_calls else float("nan"),
+        "statuses": out["statuses"],
+        **cpu,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    key: str
+    title: str
+    targets: tuple[str, ...]
+    run: Callable[[Bench, str, str], Run]
+    metrics: tuple[tuple[str, str, str], ...]
+    """(result key, label, format) shown in the table."""
+    ratio: bool = False
+    """Show each sidecar column's first metric divided by the ceiling's."""
+
+
+def scenarios(settings: Settings) -> list[Scenario]:
+    s = settings
+    throughput = (
+        ("events_per_s", "events/s (acked)", ",.0f"),
+        ("server_cpu_us_per_event", "server CPU µs/event", ",.1f"),
+        ("fake_cpu_s", "fake CPU s", ".2f"),
+        ("client_cpu_s", "client CPU s", ".2f"),
+    )
+    latency = (
+        ("accepted_p50_ms", "ACCEPTED p50 ms", ",.2f"),
+        ("accepted_p99_ms", "ACCEPTED p99 ms", ",.2f"),
+        ("accepted_max_ms", "ACCEPTED max ms", ",.1f"),
+        ("offered_events_per_s", "achieved offer events/s", ",.0f"),
+        ("unacked", "not acked in time", ",.0f"),
+        ("server_cpu_s", "server CPU s", ".2f"),
+    )
+    capped = f"window capped at {s.max_seconds:g} s"
+    return [
+        Scenario(
+            "stream",
+            f"Stream, 1 stream, up to {s.stream_events:,} track events over {s.users:,} users ({capped})",
+            (CEILING, SIDECAR, HELD),
+            stream_run,
+            throughput,
+            ratio=True,
+        ),
+        Scenario(
+            "send",
+            f"Send, up to {s.send_events:,} events in batches of {s.send_batch}, {s.send_in_flight} calls in flight "
+            f"({capped})",
+            (CEILING, SIDECAR, HELD),
+            send_run,
+            throughput,
+            ratio=True,
+        ),
+        *(
+            Scenario(
+                key,
+                f"Ack latency, 1 stream offered {rate:,.0f} events/s for {s.paced_seconds:g} s "
+                f"(inf: not acked {s.ack_wait_seconds:g} s after the offer ended)",
+                targets,
+                _at_rate(rate),
+                latency,
+            )
+            for key, rate, targets in (
+                ("latency", s.paced_rate, (CEILING, SIDECAR)),
+                ("latency-low", s.paced_low_rate, (SIDECAR,)),
+            )
+        ),
+        Scenario(
+            "delivery",
+            f"Delivery to the fake Intercom: {s.delivery_events:,} track events by Send, until all have an outcome",
+            (SIDECAR,),
+            delivery_run,
+            (
+                ("delivered_events_per_s", "delivered events/s", ",.0f"),
+                ("sidecar_cpu_ms_per_call", "sidecar CPU ms/call", ".3f"),
+                ("intercom_calls", "Intercom calls", ",.0f"),
+                ("intake_seconds", "intake s (Send)", ".2f"),
+                ("seconds", "total s", ".2f"),
+                ("fake_cpu_s", "fake CPU s", ".2f"),
+            ),
+        ),
+    ]
+
+
+def _at_rate(rate: float) -> Callable[[Bench, str, str], Run]:
+    def run(bench: Bench, kind: str, tag: str) -> Run:
+        return latency_run(bench, kind, tag, rate)
+
+    return run
+
+
+def run_scenario(bench: Bench, scenario: Scenario, progress: Callable[[str], None]) -> dict[str, list[Run]]:
+    runs: dict[str, list[Run]] = {target: [] for target in scenario.targets}
+    for repeat in range(bench.settings.repeats):
+        for target in scenario.targets:
+            started = time.perf_counter()
+            result = scenario.run(bench, target, f"{scenario.key}-{target}-{repeat}")
+            runs[target].append(result)
+            progress(f"{scenario.key} {target} run {repeat + 1}: {time.perf_counter() - started:.1f} s")
+    return runs
