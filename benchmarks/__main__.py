@@ -31,6 +31,13 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=Settings().repeats, help="runs per measurement (median)")
     parser.add_argument("--quick", action="store_true", help="a tenth of the events, 1 run: to check the harness")
     parser.add_argument("--profile", action="store_true", help="profile the sidecar instead of benchmarking")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="run only this scenario (stream, send, latency-2000, ...)",
+    )
     return parser.parse_args(argv)
 
 
@@ -88,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         results: dict[str, Any] = {}
         tables = []
-        for number, scenario in enumerate(scenarios(settings), start=1):
+        chosen = [scenario for scenario in scenarios(settings) if not args.only or scenario.key in args.only]
+        for number, scenario in enumerate(chosen, start=1):
             summary = summarize(scenario, run_scenario(bench, scenario, _progress))
             results[scenario.key] = summary
             tables.append(format_scenario(number, scenario, summary))

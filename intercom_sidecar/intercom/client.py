@@ -8,6 +8,7 @@ Responses of any status come back as `IntercomResponse`, with Intercom's error e
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from intercom_sidecar.errors import RetryableError
 __all__ = ["IntercomClient", "IntercomResponse", "parse_error_envelope"]
 
 _MAX_MESSAGE_CHARS = 500
+_CONNECTIONS_PER_POOL = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,23 +71,32 @@ def parse_error_envelope(body: bytes) -> tuple[str, str]:
 
 
 class IntercomClient:
-    """A thin, typed wrapper over httpx for Intercom's API. Close it with `aclose()` (or `async with`)."""
+    """A thin, typed wrapper over httpx for Intercom's API. Close it with `aclose()` (or `async with`).
+
+    With a `transport` (tests), every pool sends through it.
+    """
 
     def __init__(self, config: IntercomConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=config.base_url,
-            headers={
-                "Authorization": f"Bearer {config.token.reveal()}",
-                "Intercom-Version": config.api_version,
-                "Accept": "application/json",
-                "User-Agent": f"intercom-sidecar/{__version__}",
-            },
-            timeout=httpx.Timeout(config.timeout_seconds),
-            limits=httpx.Limits(
-                max_connections=config.max_connections, max_keepalive_connections=config.max_connections
-            ),
-            transport=transport,
-        )
+        # httpcore's pool bookkeeping costs CPU per request in proportion to its size (PERF-NOTES: 0.4 ms per
+        # call at 8 connections, 1.9 ms at 32), so the connections are split over several small pools used in
+        # turn rather than held in one large one.
+        pools = -(-config.max_connections // _CONNECTIONS_PER_POOL)
+        self._pools = [
+            httpx.AsyncClient(
+                base_url=config.base_url,
+                headers={
+                    "Authorization": f"Bearer {config.token.reveal()}",
+                    "Intercom-Version": config.api_version,
+                    "Accept": "application/json",
+                    "User-Agent": f"intercom-sidecar/{__version__}",
+                },
+                timeout=httpx.Timeout(config.timeout_seconds),
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                transport=transport,
+            )
+            for size in _split(config.max_connections, pools)
+        ]
+        self._next_pool = itertools.cycle(self._pools)
 
     async def request(
         self,
@@ -104,7 +115,9 @@ class IntercomClient:
             headers = {"Content-Type": "application/json"}
         failure: RetryableError | None = None
         try:
-            response = await self._http.request(method, path, content=content, headers=headers, params=params)
+            response = await next(self._next_pool).request(
+                method, path, content=content, headers=headers, params=params
+            )
         except httpx.TransportError as exc:
             failure = _transport_failure(exc, endpoint)
         if failure is not None:
@@ -116,13 +129,19 @@ class IntercomClient:
         )
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for pool in self._pools:
+            await pool.aclose()
 
     async def __aenter__(self) -> IntercomClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """`total` as `parts` sizes differing by at most one: _split(10, 3) == [4, 3, 3]."""
+    return [total // parts + (1 if n < total % parts else 0) for n in range(parts)]
 
 
 def _transport_failure(exc: httpx.TransportError, endpoint: str) -> RetryableError:

@@ -12,7 +12,7 @@ import pytest
 from intercom_sidecar import __version__
 from intercom_sidecar.config import Config
 from intercom_sidecar.errors import RetryableError
-from intercom_sidecar.intercom.client import IntercomClient, IntercomResponse, parse_error_envelope
+from intercom_sidecar.intercom.client import IntercomClient, IntercomResponse, _split, parse_error_envelope
 from tests.conftest import TEST_TOKEN
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -246,3 +246,11 @@ async def test_token_never_appears_in_a_response_or_the_config(config_factory: C
     assert TEST_TOKEN not in repr(response)
     assert TEST_TOKEN not in repr(config)
     assert TEST_TOKEN not in str(config)
+
+
+@pytest.mark.parametrize(
+    ("total", "parts", "sizes"), [(16, 4, [4, 4, 4, 4]), (10, 3, [4, 3, 3]), (1, 1, [1]), (5, 2, [3, 2])]
+)
+def test_connections_are_split_evenly_over_pools(total: int, parts: int, sizes: list[int]) -> None:
+    assert _split(total, parts) == sizes
+    assert sum(_split(total, parts)) == total
