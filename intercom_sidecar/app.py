@@ -71,9 +71,10 @@ class App:
     async def start(self) -> None:
         config = self.config
         self._client = IntercomClient(config.intercom, transport=self._transport)
-        self._pipeline = Pipeline(IntercomSender(self._client), config.queue, config.retry, clock=self._clock)
+        self.sender = IntercomSender(self._client, config.intercom)
+        self._pipeline = Pipeline(self.sender, config.queue, config.retry, clock=self._clock)
         self._pipeline.start()
-        intake = Intake(self._pipeline, self._tracer_provider.get_tracer(names.TRACER_NAME))
+        intake = Intake(self._pipeline, self._tracer_provider.get_tracer(names.TRACER_NAME), config.mapping)
         limits = DecodeLimits(config.limits.max_event_bytes, config.limits.max_future_seconds)
 
         server = grpc.aio.server(
@@ -82,7 +83,7 @@ class App:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        self._servicer = EventServicer(intake, limits)
+        self._servicer = EventServicer(intake, limits, identity_secret=config.mapping.identity_secret)
         service_pb2_grpc.add_EventServiceServicer_to_server(self._servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

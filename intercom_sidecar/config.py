@@ -19,10 +19,12 @@ from urllib.parse import urlsplit
 from intercom_sidecar.errors import ConfigError
 
 __all__ = [
+    "PAGE_MODES",
     "REGION_URLS",
     "Config",
     "IntercomConfig",
     "LimitsConfig",
+    "MappingConfig",
     "QueueConfig",
     "RetryConfig",
     "Secret",
@@ -71,6 +73,12 @@ class IntercomConfig:
     api_version: str = "2.16"
     timeout_seconds: float = 10.0
     max_connections: int = 16
+    create_attributes: bool = True
+    """Create custom data attributes Intercom does not have yet; when off, such values are left out."""
+    cache_max_entries: int = 100_000
+    """Per cache: contact ids, company ids, attachments, last writes."""
+    last_seen_resolution_seconds: float = 3600.0
+    """An otherwise unchanged identify is sent again only once last seen moved by this much."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +111,21 @@ class LimitsConfig:
     """How far in the future an event's timestamp may lie (clock skew allowance)."""
 
 
+PAGE_MODES = ("ignore", "event", "last_seen")
+
+
+@dataclass(frozen=True, slots=True)
+class MappingConfig:
+    page_mode: str = "ignore"
+    """page/screen: `ignore` (FILTERED), `event` (a data event `Viewed <name> Page|Screen`) or `last_seen`."""
+    leads: bool = False
+    """Anonymous identifies create or update a lead keyed by anonymous_id; alias merges it into the user."""
+    create_missing_contacts: bool = True
+    """A data event Intercom answers with 404 "User Not Found" creates the contact and is sent again."""
+    identity_secret: Secret | None = None
+    """Intercom's identity-verification secret: `integrations.Intercom.user_hash` must match the userId."""
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     intercom: IntercomConfig
@@ -110,6 +133,7 @@ class Config:
     queue: QueueConfig = field(default_factory=QueueConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
 
     def replace(self, **changes: object) -> Config:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -126,6 +150,11 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             api_version=reader.get("INTERCOM_API_VERSION", str, "2.16", _non_empty),
             timeout_seconds=reader.get("INTERCOM_SIDECAR_HTTP_TIMEOUT_SECONDS", float, 10.0, _positive),
             max_connections=reader.get("INTERCOM_SIDECAR_HTTP_MAX_CONNECTIONS", int, 16, _positive),
+            create_attributes=reader.get("INTERCOM_SIDECAR_CREATE_ATTRIBUTES", _boolean, True, _any),
+            cache_max_entries=reader.get("INTERCOM_SIDECAR_CACHE_MAX_ENTRIES", int, 100_000, _positive),
+            last_seen_resolution_seconds=reader.get(
+                "INTERCOM_SIDECAR_LAST_SEEN_RESOLUTION_SECONDS", float, 3600.0, _not_negative
+            ),
         ),
         server=ServerConfig(
             listen=reader.get("INTERCOM_SIDECAR_LISTEN", str, "127.0.0.1:50051", _host_port),
@@ -148,6 +177,12 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             max_event_bytes=reader.get("INTERCOM_SIDECAR_MAX_EVENT_BYTES", int, 32 * 1024, _positive),
             max_future_seconds=reader.get("INTERCOM_SIDECAR_MAX_FUTURE_SECONDS", float, 24 * 3600.0, _not_negative),
         ),
+        mapping=MappingConfig(
+            page_mode=reader.get("INTERCOM_SIDECAR_PAGE_MODE", str, "ignore", _one_of(PAGE_MODES)),
+            leads=reader.get("INTERCOM_SIDECAR_LEADS", _boolean, False, _any),
+            create_missing_contacts=reader.get("INTERCOM_SIDECAR_CREATE_MISSING_CONTACTS", _boolean, True, _any),
+            identity_secret=_read_secret(env, "INTERCOM_IDENTITY_SECRET", "INTERCOM_IDENTITY_SECRET_FILE"),
+        ),
     )
     if config.retry.max_backoff_seconds < config.retry.initial_backoff_seconds:
         raise ConfigError(
@@ -159,24 +194,30 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     return config
 
 
-def _read_token(env: Mapping[str, str]) -> Secret:
-    path = env.get("INTERCOM_ACCESS_TOKEN_FILE", "").strip()
+def _read_secret(env: Mapping[str, str], key: str, file_key: str) -> Secret | None:
+    """The secret from the file named by `file_key` (which wins), else from `key`; None when neither is set."""
+    path = env.get(file_key, "").strip()
     if path:
         try:
-            token = Path(path).read_text(encoding="utf-8").strip()
+            value = Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError("INTERCOM_ACCESS_TOKEN_FILE", f"cannot read {path!r}: {exc.strerror}") from None
-        if not token:
-            raise ConfigError("INTERCOM_ACCESS_TOKEN_FILE", f"{path!r} is empty")
-        return Secret(token)
-    token = env.get("INTERCOM_ACCESS_TOKEN", "").strip()
-    if not token:
+            raise ConfigError(file_key, f"cannot read {path!r}: {exc.strerror}") from None
+        if not value:
+            raise ConfigError(file_key, f"{path!r} is empty")
+        return Secret(value)
+    value = env.get(key, "").strip()
+    return Secret(value) if value else None
+
+
+def _read_token(env: Mapping[str, str]) -> Secret:
+    token = _read_secret(env, "INTERCOM_ACCESS_TOKEN", "INTERCOM_ACCESS_TOKEN_FILE")
+    if token is None:
         raise ConfigError(
             "INTERCOM_ACCESS_TOKEN",
             "is not set (nor INTERCOM_ACCESS_TOKEN_FILE); to try the sidecar without an Intercom account, "
             "run `intercom-sidecar serve --fake-intercom` (or `make run`)",
         )
-    return Secret(token)
+    return token
 
 
 def _read_base_url(env: Mapping[str, str]) -> str:
@@ -223,7 +264,37 @@ class _Reader:
         return value
 
 
-_KIND_NAMES: Mapping[object, str] = {int: "an integer", float: "a number", str: "a string"}
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _boolean(raw: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ValueError(raw)
+
+
+_KIND_NAMES: Mapping[object, str] = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    _boolean: "true or false",
+}
+
+
+def _any(value: object) -> str | None:
+    return None
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
 
 
 def _positive(value: float) -> str | None:

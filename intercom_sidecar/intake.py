@@ -15,6 +15,7 @@ from collections.abc import Callable
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
+from intercom_sidecar.config import MappingConfig
 from intercom_sidecar.delivery.pipeline import Abandoned, Delivered, Outcome, Pipeline, Rejected
 from intercom_sidecar.errors import InvalidEventError, QueueFullError, ShuttingDownError
 from intercom_sidecar.mapping import Skip, map_event
@@ -28,9 +29,10 @@ _log = logging.getLogger(__name__)
 
 
 class Intake:
-    def __init__(self, pipeline: Pipeline, tracer: Tracer) -> None:
+    def __init__(self, pipeline: Pipeline, tracer: Tracer, mapping: MappingConfig) -> None:
         self._pipeline = pipeline
         self._tracer = tracer
+        self._mapping = mapping
 
     def submit(
         self, message_id: str, decode: Callable[[], Event], *, wait: bool, parent: Context | None = None
@@ -41,7 +43,7 @@ class Intake:
         try:
             event = decode()
             span.set_attribute(names.ATTR_CALL_TYPE, event.type)
-            plan = map_event(event)
+            plan = map_event(event, self._mapping)
             if isinstance(plan, Skip):
                 return _finish(span, AckInfo(message_id, AckStatus.FILTERED, trace_id, plan.reason))
             future: asyncio.Future[AckInfo] | None = asyncio.get_running_loop().create_future() if wait else None

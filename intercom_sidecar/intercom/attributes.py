@@ -1,7 +1,8 @@
 """Custom data attributes: Intercom 2.x rejects writes to attributes that do not exist, so create them first.
 
 The attributes Intercom knows are listed once per model (`GET /data_attributes`); a missing custom attribute is
-created once (`POST /data_attributes` with the mapped `data_type`) and remembered. Names are matched without
+created once (`POST /data_attributes` with the mapped `data_type`) and remembered; with creation turned off, values of
+attributes Intercom does not have are left out and counted in `dropped`. Names are matched without
 regard to case, as Intercom does, and written with the spelling Intercom has. A trait whose name is one of
 Intercom's standard attributes (`role`, `owner_id`, ...) cannot be a custom attribute: it is left out and
 counted in `dropped`.
@@ -13,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from intercom_sidecar.intercom.client import IntercomClient, IntercomResponse
 
@@ -30,13 +32,29 @@ class _Known:
 
 
 class DataAttributes:
-    def __init__(self, client: IntercomClient, raise_for: Callable[[IntercomResponse], None]) -> None:
+    def __init__(
+        self, client: IntercomClient, raise_for: Callable[[IntercomResponse], None], *, create: bool = True
+    ) -> None:
         self._client = client
         self._raise_for = raise_for
+        self._create_missing = create
         self._known: dict[str, _Known] = {}
         self._lock = asyncio.Lock()
         self.dropped = 0
-        """Attribute values left out because their name is a standard attribute."""
+        """Attribute values left out: named like a standard attribute, or missing while creation is off."""
+
+    async def writable_body(self, model: str, body: Mapping[str, Any], types: Mapping[str, str]) -> Mapping[str, Any]:
+        """`body` with its custom attributes created if need be, spelled as Intercom has them, and those named
+        like standard attributes left out."""
+        custom = body.get("custom_attributes")
+        if not custom:
+            return body
+        names = await self.names_for(model, types)
+        if all(names.get(name) == name for name in custom):
+            return body
+        renamed = {names[name]: value for name, value in custom.items() if name in names}
+        rest = {key: value for key, value in body.items() if key != "custom_attributes"}
+        return {**rest, "custom_attributes": renamed} if renamed else rest
 
     async def names_for(self, model: str, types: Mapping[str, str]) -> dict[str, str]:
         """For each wanted custom attribute (name -> data_type) on `model`, the name to write it under.
@@ -52,7 +70,7 @@ class DataAttributes:
         names = {name: known.custom[name.lower()] for name in types if name.lower() in known.custom}
         if len(names) < len(types):
             self.dropped += len(types) - len(names)
-            _log.debug("Left out attributes named like standard ones: %s.", sorted(set(types) - set(names)))
+            _log.debug("Left out attributes Intercom cannot take: %s.", sorted(set(types) - set(names)))
         return names
 
     async def _ensure(self, model: str, types: Mapping[str, str]) -> _Known:
@@ -61,7 +79,7 @@ class DataAttributes:
             known = self._known[model] = await self._list(model)
         for name, data_type in types.items():
             key = name.lower()
-            if key not in known.custom and key not in known.standard:
+            if key not in known.custom and key not in known.standard and self._create_missing:
                 await self._create(model, name, data_type, known)
         return known
 

@@ -1,9 +1,9 @@
-"""`IntercomClient`: one pooled httpx.AsyncClient with Intercom's headers; transport failures mapped once.
+"""`IntercomClient`: pooled httpx clients with Intercom's headers; transport failures mapped once.
 
 Every request carries `Authorization: Bearer <token>`, `Intercom-Version` and `Accept: application/json`.
 Responses of any status come back as `IntercomResponse`, with Intercom's error envelope
-(`{"type": "error.list", "errors": [{"code", "message"}]}`) parsed; judging the status is
-`delivery.classify`'s job. Transport failures (timeouts, refused or reset connections) raise `RetryableError`.
+(`{"type": "error.list", "errors": [{"code", "message"}]}`) parsed; `raise_for` judges the status with
+`delivery.classify`. Transport failures (timeouts, refused or reset connections) raise `RetryableError`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import httpx
 
 from intercom_sidecar import __version__
 from intercom_sidecar.config import IntercomConfig
-from intercom_sidecar.errors import RetryableError
+from intercom_sidecar.delivery.classify import error_for_status
+from intercom_sidecar.errors import PermanentError, RetryableError
 
-__all__ = ["IntercomClient", "IntercomResponse", "parse_error_envelope"]
+__all__ = ["IntercomClient", "IntercomResponse", "id_of", "parse_error_envelope", "raise_for"]
 
 _MAX_MESSAGE_CHARS = 500
 _CONNECTIONS_PER_POOL = 4
@@ -52,6 +53,26 @@ class IntercomResponse:
     @property
     def request_id(self) -> str:
         return self.headers.get("x-request-id", "")
+
+
+def raise_for(response: IntercomResponse, now: float) -> None:
+    """Raise the classified `DeliveryError` for a response that is not a success."""
+    code, message = response.error
+    error = error_for_status(
+        response.status, code=code, message=message, headers=response.headers, endpoint=response.endpoint, now=now
+    )
+    if error is not None:
+        raise error
+
+
+def id_of(response: IntercomResponse) -> str:
+    """The `id` of the object a successful response carries; PermanentError when it has none."""
+    data = response.json() if response.body else None
+    if isinstance(data, dict) and isinstance(data.get("id"), str | int) and not isinstance(data.get("id"), bool):
+        return str(data["id"])
+    raise PermanentError(
+        f"answer without an object id (HTTP {response.status})", status=response.status, endpoint=response.endpoint
+    )
 
 
 def parse_error_envelope(body: bytes) -> tuple[str, str]:

@@ -12,12 +12,14 @@ __all__ = [
     "MAX_ATTRIBUTE_NAME_CHARS",
     "MAX_STRING_CHARS",
     "clean_key",
+    "custom_attributes",
     "data_type_of",
     "flatten",
     "parse_iso_datetime",
     "to_cents",
     "to_unix_seconds",
     "truncate",
+    "unix_time",
 ]
 
 MAX_STRING_CHARS = 255
@@ -88,3 +90,31 @@ def data_type_of(value: Any) -> str:
     if isinstance(value, float):
         return "float"
     return "string"
+
+
+_MILLISECONDS_THRESHOLD = 100_000_000_000  # a Unix time above this is in milliseconds (year 5138 in seconds)
+
+
+def unix_time(value: Any) -> int | None:
+    """Unix seconds from an ISO-8601 string, or from a number of seconds (or milliseconds); else None."""
+    if isinstance(value, str):
+        return parse_iso_datetime(value.strip())
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return int(value / 1000) if value >= _MILLISECONDS_THRESHOLD else int(value)
+    return None
+
+
+def custom_attributes(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Custom attribute values and their Intercom data types: nested objects flattened with `_`, lists and
+    nulls dropped, names cleaned, strings cut to 255 characters, ISO-8601 dates as Unix seconds (type date)."""
+    custom: dict[str, Any] = {}
+    types: dict[str, str] = {}
+    for name, value in flatten(values):
+        if isinstance(value, str):
+            as_time = parse_iso_datetime(value)
+            if as_time is not None:
+                custom[name], types[name] = as_time, "date"
+                continue
+            value = truncate(value)
+        custom[name], types[name] = value, data_type_of(value)
+    return custom, types

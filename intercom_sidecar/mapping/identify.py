@@ -1,62 +1,47 @@
-"""identify -> create or update an Intercom contact (role user)."""
+"""identify -> create or update an Intercom contact (role user, or a lead keyed by anonymousId), and its companies."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from intercom_sidecar.mapping.fields import (
-    data_type_of,
-    flatten,
-    parse_iso_datetime,
-    to_unix_seconds,
-    truncate,
-)
-from intercom_sidecar.mapping.plan import ContactRef, Plan, Skip, UpsertContact
+from intercom_sidecar.config import MappingConfig
+from intercom_sidecar.mapping.company import company_changes
+from intercom_sidecar.mapping.fields import custom_attributes, to_unix_seconds, truncate, unix_time
+from intercom_sidecar.mapping.plan import AttachCompany, ContactRef, DetachCompany, Plan, Skip, Step, UpsertContact
 from intercom_sidecar.model.events import Event, Identify, JsonObject
 
-__all__ = ["contact_email", "map_identify"]
+__all__ = ["contact_email", "is_active", "map_identify"]
 
 # Traits that map to standard contact fields, or that are not contact attributes at all
-# (companies belong to the company mapping; ids are already the contact's identity).
+# (companies have their own mapping; ids are already the contact's identity).
 _NOT_CUSTOM = frozenset(
-    {
-        "email",
-        "phone",
-        "name",
-        "firstName",
-        "lastName",
-        "first_name",
-        "last_name",
-        "avatar",
-        "createdAt",
-        "created_at",
-        "id",
-        "userId",
-        "user_id",
-        "company",
-        "companies",
-    }
-)
-_MILLISECONDS_THRESHOLD = 100_000_000_000  # a Unix time above this is in milliseconds (after 5138 AD in seconds)
+    {"email", "phone", "name", "firstName", "lastName", "first_name", "last_name", "avatar", "createdAt",
+     "created_at", "id", "userId", "user_id", "company", "companies"}
+)  # fmt: skip
 
 
-def map_identify(event: Event, call: Identify) -> Plan | Skip:
+def map_identify(event: Event, call: Identify, options: MappingConfig) -> Plan | Skip:
     traits = call.traits
     email = contact_email(traits, event.context)
-    if event.user_id is None and email is None:
-        return Skip("identify: no userId or email; anonymous identifies are not sent to Intercom")
-    contact = ContactRef(external_id=event.user_id, email=email)
-    body: dict[str, Any] = {"role": "user"}
-    if event.user_id is not None:
-        body["external_id"] = event.user_id
-    if email is not None:
-        body["email"] = email
+    if event.user_id is not None or email is not None:
+        contact = ContactRef(external_id=event.user_id, email=email)
+    elif options.leads and event.anonymous_id is not None:
+        contact = ContactRef(external_id=event.anonymous_id, email=None, role="lead")
+    else:
+        return Skip("identify: no userId or email; anonymous identifies are not sent (leads are disabled)")
+    body: dict[str, Any] = contact.identity
     body.update(_standard_fields(event, traits))
-    custom, types = _custom_attributes(traits)
+    custom, types = custom_attributes({key: value for key, value in traits.items() if key not in _NOT_CUSTOM})
     if custom:
         body["custom_attributes"] = custom
-    return Plan(steps=(UpsertContact(contact=contact, body=body, attribute_types=types),))
+    steps: list[Step] = [UpsertContact(contact=contact, body=body, attribute_types=types)]
+    for change in company_changes(traits):
+        if change.remove:
+            steps.append(DetachCompany(contact=contact, company_id=change.company_id))
+        elif change.upsert is not None:
+            steps += [change.upsert, AttachCompany(contact=contact, company_id=change.company_id)]
+    return Plan(steps=tuple(steps))
 
 
 def contact_email(traits: JsonObject, context: JsonObject) -> str | None:
@@ -66,6 +51,11 @@ def contact_email(traits: JsonObject, context: JsonObject) -> str | None:
         if isinstance(email, str) and email.strip():
             return email.strip()
     return None
+
+
+def is_active(event: Event) -> bool:
+    """False when the caller says the user is not active (`context.active: false`): last seen is left alone."""
+    return event.context.get("active") is not False
 
 
 def _standard_fields(event: Event, traits: JsonObject) -> dict[str, Any]:
@@ -79,10 +69,10 @@ def _standard_fields(event: Event, traits: JsonObject) -> dict[str, Any]:
     avatar = traits.get("avatar")
     if isinstance(avatar, str) and avatar.strip():
         fields["avatar"] = avatar.strip()
-    signed_up_at = _unix_time(traits.get("createdAt", traits.get("created_at")))
+    signed_up_at = unix_time(traits.get("createdAt", traits.get("created_at")))
     if signed_up_at is not None:
         fields["signed_up_at"] = signed_up_at
-    if event.context.get("active") is not False:
+    if is_active(event):
         fields["last_seen_at"] = to_unix_seconds(event.timestamp)
     unsubscribed = _object(event.context.get("Intercom")).get("unsubscribedFromEmails")
     if isinstance(unsubscribed, bool):
@@ -98,31 +88,6 @@ def _name(traits: JsonObject) -> str | None:
     last = traits.get("lastName", traits.get("last_name"))
     parts = [part.strip() for part in (first, last) if isinstance(part, str) and part.strip()]
     return " ".join(parts) or None
-
-
-def _unix_time(value: Any) -> int | None:
-    if isinstance(value, str):
-        return parse_iso_datetime(value.strip())
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return int(value / 1000) if value >= _MILLISECONDS_THRESHOLD else int(value)
-    return None
-
-
-def _custom_attributes(traits: JsonObject) -> tuple[dict[str, Any], dict[str, str]]:
-    """Custom attribute values and their Intercom data_types. ISO date strings become Unix seconds, typed `date`."""
-    custom: dict[str, Any] = {}
-    types: dict[str, str] = {}
-    for name, value in flatten({key: value for key, value in traits.items() if key not in _NOT_CUSTOM}):
-        data_type = data_type_of(value)
-        if isinstance(value, str):
-            as_time = parse_iso_datetime(value)
-            if as_time is not None:
-                value, data_type = as_time, "date"
-            else:
-                value = truncate(value)
-        custom[name] = value
-        types[name] = data_type
-    return custom, types
 
 
 def _object(value: Any) -> Mapping[str, Any]:

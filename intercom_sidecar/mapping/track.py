@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from intercom_sidecar.config import MappingConfig
 from intercom_sidecar.mapping.fields import flatten, to_cents, to_unix_seconds, truncate
 from intercom_sidecar.mapping.identify import contact_email
 from intercom_sidecar.mapping.plan import ContactRef, CreateDataEvent, Plan, Skip
 from intercom_sidecar.model.events import Event, JsonObject, Track
 
-__all__ = ["MAX_METADATA_KEYS", "map_track", "metadata_of"]
+__all__ = ["MAX_METADATA_KEYS", "data_event", "map_track", "metadata_of"]
 
 MAX_METADATA_KEYS = 10
 """Intercom keeps at most ten metadata keys per event."""
@@ -18,25 +19,31 @@ MAX_METADATA_KEYS = 10
 _MONEY_KEYS = ("revenue", "total")
 
 
-def map_track(event: Event, call: Track) -> Plan | Skip:
-    email = contact_email(call.properties, event.context)
+def map_track(event: Event, call: Track, options: MappingConfig) -> Plan | Skip:
+    return data_event(event, call.event, call.properties, options)
+
+
+def data_event(event: Event, name: str, properties: JsonObject, options: MappingConfig) -> Plan | Skip:
+    """The plan of one data event named `name` for `event`'s user, with `properties` as metadata."""
+    email = contact_email(properties, event.context)
     if event.user_id is None and email is None:
-        return Skip("track: no userId or email; anonymous events are not sent to Intercom")
+        return Skip(f"{event.type}: no userId or email; anonymous events are not sent to Intercom")
     # created_at comes from the event's own timestamp, so a re-send carries the same value and Intercom's
     # duplicate check absorbs it.
     body: dict[str, Any] = {
-        "event_name": truncate(call.event.strip()),
+        "event_name": truncate(name.strip()),
         "created_at": to_unix_seconds(event.timestamp),
     }
     if event.user_id is not None:
         body["user_id"] = event.user_id
     else:
         body["email"] = email
-    metadata = metadata_of(call.properties)
+    metadata = metadata_of(properties)
     if metadata:
         body["metadata"] = metadata
     contact = ContactRef(external_id=event.user_id, email=email)
-    return Plan(steps=(CreateDataEvent(contact=contact, body=body),))
+    step = CreateDataEvent(contact=contact, body=body, create_missing_contact=options.create_missing_contacts)
+    return Plan(steps=(step,))
 
 
 def metadata_of(properties: JsonObject) -> dict[str, Any]:

@@ -15,7 +15,9 @@ from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2, service_pb2_grpc
+from intercom_sidecar.config import Secret
 from intercom_sidecar.intake import Intake
+from intercom_sidecar.mapping.verification import user_hash
 from intercom_sidecar.model.acks import AckInfo
 from intercom_sidecar.model.events import Event
 from intercom_sidecar.model.from_proto import DecodeLimits, event_from_proto
@@ -30,8 +32,16 @@ _CLOSED_DETAILS = "the sidecar is shutting down; events without an ack were not 
 
 
 class EventServicer(service_pb2_grpc.EventServiceServicer):
-    def __init__(self, intake: Intake, limits: DecodeLimits, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        intake: Intake,
+        limits: DecodeLimits,
+        *,
+        identity_secret: Secret | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._intake = intake
+        self._identity_secret = identity_secret
         self._limits = limits
         self._clock = clock
         self._readers: set[asyncio.Task[None]] = set()
@@ -87,6 +97,19 @@ class EventServicer(service_pb2_grpc.EventServiceServicer):
         finally:
             self._readers.discard(reader)
             reader.cancel()
+
+    async def UserHash(
+        self, request: service_pb2.UserHashRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> service_pb2.UserHashResponse:
+        if self._identity_secret is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "identity verification is not configured (set INTERCOM_IDENTITY_SECRET_FILE)",
+            )
+        if not request.user_id.strip():
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "user_id: is required")
+        assert self._identity_secret is not None
+        return service_pb2.UserHashResponse(user_hash=user_hash(self._identity_secret, request.user_id))
 
     def close_streams(self) -> None:
         """Stop reading every open stream. Each one still writes the acks it owes, then ends UNAVAILABLE."""

@@ -151,16 +151,31 @@ async def test_full_queue_answers_retry_later(start_sidecar: SidecarFactory) -> 
     assert again.acks[0].status == Ack.STATUS_ACCEPTED
 
 
-async def test_delivered_mode_reports_intercoms_outcome(sidecar: Sidecar) -> None:
+async def test_delivered_mode_reports_intercoms_outcome(sidecar: Sidecar, fake_intercom: FakeIntercom) -> None:
+    fake_intercom.faults.script("POST", "/events", status=400, code="parameter_invalid", message="Bad metadata")
     response = await sidecar.stub.Send(
-        service_pb2.SendRequest(events=[identify("m1", email="ada@example.com"), track("m2", user_id="nobody")]),
+        service_pb2.SendRequest(events=[identify("m1", email="ada@example.com"), track("m2")]),
         metadata=DELIVERED_MODE,
         timeout=30,
     )
     delivered, rejected = response.acks
     assert (delivered.message_id, delivered.status, delivered.reason) == ("m1", Ack.STATUS_DELIVERED, "")
     assert (rejected.message_id, rejected.status) == ("m2", Ack.STATUS_REJECTED)
-    assert rejected.reason == "intercom 404 not_found: User Not Found (POST /events)"
+    assert rejected.reason == "intercom 400 parameter_invalid: Bad metadata (POST /events)"
+
+
+async def test_a_track_before_its_identify_creates_the_user(sidecar: Sidecar, fake_intercom: FakeIntercom) -> None:
+    response = await sidecar.stub.Send(
+        service_pb2.SendRequest(events=[track("m1", user_id="newcomer")]), metadata=DELIVERED_MODE, timeout=30
+    )
+    assert response.acks[0].status == Ack.STATUS_DELIVERED
+    contact = fake_intercom.state.contact_by_external_id("newcomer")
+    assert contact is not None
+    assert [(entry.method, entry.path, entry.status) for entry in fake_intercom.ledger] == [
+        ("POST", "/events", 404),
+        ("POST", "/contacts", 200),
+        ("POST", "/events", 202),
+    ]
 
 
 async def test_delivered_mode_on_a_stream_retries_transient_failures(

@@ -81,7 +81,7 @@ def intercom() -> FakeIntercom:
 @pytest.fixture
 async def sender(intercom: FakeIntercom, config_factory: Callable[..., Config]) -> AsyncIterator[IntercomSender]:
     client = IntercomClient(config_factory().intercom, transport=httpx.MockTransport(intercom))
-    yield IntercomSender(client, clock=lambda: NOW)
+    yield IntercomSender(client, config_factory().intercom, clock=lambda: NOW)
     await client.aclose()
     intercom.assert_script_used()
 

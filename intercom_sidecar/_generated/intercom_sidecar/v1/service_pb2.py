@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2 as intercom__sidecar_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!intercom_sidecar/v1/service.proto\x12\x13intercom_sidecar.v1\x1a\x1fintercom_sidecar/v1/event.proto\"9\n\x0bSendRequest\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.intercom_sidecar.v1.Event\"6\n\x0cSendResponse\x12&\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x18.intercom_sidecar.v1.Ack2\x9f\x01\n\x0c\x45ventService\x12\x42\n\x06Stream\x12\x1a.intercom_sidecar.v1.Event\x1a\x18.intercom_sidecar.v1.Ack(\x01\x30\x01\x12K\n\x04Send\x12 .intercom_sidecar.v1.SendRequest\x1a!.intercom_sidecar.v1.SendResponseBu\n\x16\x63om.intercomsidecar.v1P\x01ZYgithub.com/intercom-sidecar/intercom-sidecar/gen/go/intercom_sidecar/v1;intercomsidecarv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!intercom_sidecar/v1/service.proto\x12\x13intercom_sidecar.v1\x1a\x1fintercom_sidecar/v1/event.proto\"9\n\x0bSendRequest\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.intercom_sidecar.v1.Event\"6\n\x0cSendResponse\x12&\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x18.intercom_sidecar.v1.Ack\"\"\n\x0fUserHashRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"%\n\x10UserHashResponse\x12\x11\n\tuser_hash\x18\x01 \x01(\t2\xf8\x01\n\x0c\x45ventService\x12\x42\n\x06Stream\x12\x1a.intercom_sidecar.v1.Event\x1a\x18.intercom_sidecar.v1.Ack(\x01\x30\x01\x12K\n\x04Send\x12 .intercom_sidecar.v1.SendRequest\x1a!.intercom_sidecar.v1.SendResponse\x12W\n\x08UserHash\x12$.intercom_sidecar.v1.UserHashRequest\x1a%.intercom_sidecar.v1.UserHashResponseBu\n\x16\x63om.intercomsidecar.v1P\x01ZYgithub.com/intercom-sidecar/intercom-sidecar/gen/go/intercom_sidecar/v1;intercomsidecarv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SENDREQUEST']._serialized_end=148
   _globals['_SENDRESPONSE']._serialized_start=150
   _globals['_SENDRESPONSE']._serialized_end=204
-  _globals['_EVENTSERVICE']._serialized_start=207
-  _globals['_EVENTSERVICE']._serialized_end=366
+  _globals['_USERHASHREQUEST']._serialized_start=206
+  _globals['_USERHASHREQUEST']._serialized_end=240
+  _globals['_USERHASHRESPONSE']._serialized_start=242
+  _globals['_USERHASHRESPONSE']._serialized_end=279
+  _globals['_EVENTSERVICE']._serialized_start=282
+  _globals['_EVENTSERVICE']._serialized_end=530
 # @@protoc_insertion_point(module_scope)

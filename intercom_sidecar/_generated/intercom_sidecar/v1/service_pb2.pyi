@@ -64,3 +64,47 @@ class SendResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SendResponse: _TypeAlias = SendResponse  # noqa: Y015
+
+@_typing.final
+class UserHashRequest(_message.Message):
+    """A user id to compute the identity-verification hash for."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """Required: the user id exactly as the Messenger is booted with it."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserHashRequest: _TypeAlias = UserHashRequest  # noqa: Y015
+
+@_typing.final
+class UserHashResponse(_message.Message):
+    """The identity-verification hash of UserHashRequest.user_id."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_HASH_FIELD_NUMBER: _builtins.int
+    user_hash: _builtins.str
+    """64 lowercase hex characters."""
+    def __init__(
+        self,
+        *,
+        user_hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_hash", b"user_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserHashResponse: _TypeAlias = UserHashResponse  # noqa: Y015

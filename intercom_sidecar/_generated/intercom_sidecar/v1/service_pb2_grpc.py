@@ -51,6 +51,11 @@ class EventServiceStub:
                 request_serializer=intercom__sidecar_dot_v1_dot_service__pb2.SendRequest.SerializeToString,
                 response_deserializer=intercom__sidecar_dot_v1_dot_service__pb2.SendResponse.FromString,
                 _registered_method=True)
+        self.UserHash = channel.unary_unary(
+                '/intercom_sidecar.v1.EventService/UserHash',
+                request_serializer=intercom__sidecar_dot_v1_dot_service__pb2.UserHashRequest.SerializeToString,
+                response_deserializer=intercom__sidecar_dot_v1_dot_service__pb2.UserHashResponse.FromString,
+                _registered_method=True)
 
 
 class EventServiceServicer:
@@ -77,6 +82,15 @@ class EventServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UserHash(self, request, context):
+        """The identity-verification hash for a user id (HMAC-SHA256 with Intercom's identity-verification secret,
+        in hex), so a backend can boot the Intercom Messenger with identity verification without holding the
+        secret. FAILED_PRECONDITION when the sidecar has no secret; INVALID_ARGUMENT for an empty user_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +103,11 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.Send,
                     request_deserializer=intercom__sidecar_dot_v1_dot_service__pb2.SendRequest.FromString,
                     response_serializer=intercom__sidecar_dot_v1_dot_service__pb2.SendResponse.SerializeToString,
+            ),
+            'UserHash': grpc.unary_unary_rpc_method_handler(
+                    servicer.UserHash,
+                    request_deserializer=intercom__sidecar_dot_v1_dot_service__pb2.UserHashRequest.FromString,
+                    response_serializer=intercom__sidecar_dot_v1_dot_service__pb2.UserHashResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -151,6 +170,33 @@ class EventService:
             '/intercom_sidecar.v1.EventService/Send',
             intercom__sidecar_dot_v1_dot_service__pb2.SendRequest.SerializeToString,
             intercom__sidecar_dot_v1_dot_service__pb2.SendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UserHash(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/intercom_sidecar.v1.EventService/UserHash',
+            intercom__sidecar_dot_v1_dot_service__pb2.UserHashRequest.SerializeToString,
+            intercom__sidecar_dot_v1_dot_service__pb2.UserHashResponse.FromString,
             options,
             channel_credentials,
             insecure,

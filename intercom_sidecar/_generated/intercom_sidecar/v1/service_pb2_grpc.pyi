@@ -46,6 +46,11 @@ class EventServiceStub:
     """
     Send: _grpc.UnaryUnaryMultiCallable[_service_pb2.SendRequest, _service_pb2.SendResponse]
     """A batch for unary callers: one Ack per Event, in the order of the events."""
+    UserHash: _grpc.UnaryUnaryMultiCallable[_service_pb2.UserHashRequest, _service_pb2.UserHashResponse]
+    """The identity-verification hash for a user id (HMAC-SHA256 with Intercom's identity-verification secret,
+    in hex), so a backend can boot the Intercom Messenger with identity verification without holding the
+    secret. FAILED_PRECONDITION when the sidecar has no secret; INVALID_ARGUMENT for an empty user_id.
+    """
 
 @_typing.type_check_only
 class EventServiceAsyncStub(EventServiceStub):
@@ -64,6 +69,11 @@ class EventServiceAsyncStub(EventServiceStub):
     """
     Send: _aio.UnaryUnaryMultiCallable[_service_pb2.SendRequest, _service_pb2.SendResponse]  # type: ignore[assignment]
     """A batch for unary callers: one Ack per Event, in the order of the events."""
+    UserHash: _aio.UnaryUnaryMultiCallable[_service_pb2.UserHashRequest, _service_pb2.UserHashResponse]  # type: ignore[assignment]
+    """The identity-verification hash for a user id (HMAC-SHA256 with Intercom's identity-verification secret,
+    in hex), so a backend can boot the Intercom Messenger with identity verification without holding the
+    secret. FAILED_PRECONDITION when the sidecar has no secret; INVALID_ARGUMENT for an empty user_id.
+    """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     """Accepts Segment-spec events and acknowledges each one.
@@ -91,5 +101,16 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.SendResponse, _abc.Awaitable[_service_pb2.SendResponse]]:
         """A batch for unary callers: one Ack per Event, in the order of the events."""
+
+    @_abc_1.abstractmethod
+    def UserHash(
+        self,
+        request: _service_pb2.UserHashRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.UserHashResponse, _abc.Awaitable[_service_pb2.UserHashResponse]]:
+        """The identity-verification hash for a user id (HMAC-SHA256 with Intercom's identity-verification secret,
+        in hex), so a backend can boot the Intercom Messenger with identity verification without holding the
+        secret. FAILED_PRECONDITION when the sidecar has no secret; INVALID_ARGUMENT for an empty user_id.
+        """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,267 @@
+"""The spool: accepted events kept on local disk until Intercom has them or they are dead letters.
+
+An ACCEPTED ack is a promise: the event reaches Intercom, or ends up with its reason among the dead letters,
+where an operator can replay it. So the server appends an event to the spool, and acks only once `append`
+has returned its seq (the write is durable by then).
+
+    append() ─▶ pending ─complete()─▶ gone (delivered or filtered)
+                 │  │
+                 │  └─dead_letter()─▶ dead letters ─replay()─▶ pending again, with a new seq
+                 │                          └──────purge()─▶ gone
+                 └─quarantine()─▶ quarantine (a payload nobody can decode; kept for a human)
+
+Two implementations share the `Spool` protocol: `SqliteSpool` (`spool_sqlite.py`, durable, the default) and
+`MemorySpool` (`spool_memory.py`, for tests and users who accept losing queued events on a crash).
+
+Secrets: a spool stores exactly the bytes it is given, in a file any operator of the host can read and that
+outlives the process. Callers must never put access tokens, API keys or other credentials into a payload, a
+user key or a dead-letter reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from intercom_sidecar.errors import QueueFullError, SidecarError
+
+__all__ = [
+    "Attempt",
+    "DeadLetter",
+    "DeadLetterFilter",
+    "PendingLedger",
+    "Recovery",
+    "Spool",
+    "SpoolEntry",
+    "SpoolError",
+    "SpooledEvent",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolEntry:
+    """One event to append. `payload` is opaque (a serialized event) and never holds secrets."""
+
+    message_id: str
+    user_key: str
+    """The per-user FIFO key: user_id, else anonymous_id."""
+    payload: bytes
+    trace_id: str
+    """32 hex characters."""
+    accepted_at: float
+    """Unix seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledEvent:
+    """A pending event as the spool hands it back."""
+
+    seq: int
+    """Assigned by the spool, increasing, never reused: the acceptance order (and so per-user FIFO order)."""
+    message_id: str
+    user_key: str
+    payload: bytes
+    trace_id: str
+    accepted_at: float
+    attempts: int = 0
+    """Attempts recorded with `record_attempt` (they survive a restart)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One recorded delivery attempt: when, and what came of it (`intercom 503: ...`)."""
+
+    at: float
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event given up on, with everything an operator needs to judge and replay it."""
+
+    seq: int
+    """The seq it had while pending; the dead letter's id."""
+    message_id: str
+    user_key: str
+    payload: bytes
+    trace_id: str
+    accepted_at: float
+    dead_at: float
+    reason: str
+    status: int | None
+    """Intercom's HTTP status, None when it never answered."""
+    code: str
+    attempts: int
+    outcomes: tuple[Attempt, ...]
+    """Every attempt recorded with `record_attempt`, oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    """Which dead letters to list or purge; every field given must match. The empty filter matches all."""
+
+    since: float | None = None
+    """Dead at or after this (unix seconds)."""
+    until: float | None = None
+    """Dead before this (unix seconds)."""
+    reason: str | None = None
+    """A substring of the reason, ASCII case-insensitive."""
+    user_key: str | None = None
+    message_id: str | None = None
+
+    def matches(self, letter: DeadLetter) -> bool:
+        return (
+            (self.since is None or letter.dead_at >= self.since)
+            and (self.until is None or letter.dead_at < self.until)
+            and (self.reason is None or _ascii_lower(self.reason) in _ascii_lower(letter.reason))
+            and (self.user_key is None or letter.user_key == self.user_key)
+            and (self.message_id is None or letter.message_id == self.message_id)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What `open()` found."""
+
+    pending: tuple[SpooledEvent, ...]
+    """Every event not yet completed, dead-lettered or quarantined, in seq order."""
+    quarantined: int = 0
+    """Rows found unreadable during this recovery and moved to the quarantine table."""
+    moved_aside: tuple[Path, ...] = ()
+    """Database files that failed to open or to pass `PRAGMA quick_check`, renamed aside (spool.corrupt-*.db)."""
+    dead_letters: int = 0
+    """Dead letters waiting for an operator."""
+
+
+class SpoolError(SidecarError):
+    """The spool cannot be used or written: its directory is not writable, another sidecar holds it, or a
+    write failed. The message names the directory. An append that raises it was not stored: ack RETRY_LATER."""
+
+
+class Spool(Protocol):
+    """Where accepted events live until they are delivered or dead letters. Used from one event loop.
+
+    `append` returns only once its entries are durable (a group commit shared with concurrent callers).
+    `complete`, `record_attempt`, `dead_letter` and `quarantine` return once their change is queued: it rides in
+    the next group commit, so a crash just before it can only cause a re-delivery, never a loss.
+    """
+
+    async def open(self) -> Recovery:
+        """Create or recover the spool; raises SpoolError for a directory it cannot use (never for corruption)."""
+        ...
+
+    async def append(self, entries: Sequence[SpoolEntry]) -> list[int | None]:
+        """Store `entries`; the seq of each, or None for a duplicate message_id (seen within the dedupe window).
+
+        Raises QueueFullError, for the whole batch, when it would cross the events or bytes bound.
+        """
+        ...
+
+    async def complete(self, seqs: Sequence[int]) -> None:
+        """The events were delivered or filtered: forget them."""
+        ...
+
+    async def record_attempt(self, seq: int, outcome: str) -> None:
+        """Count one failed attempt and remember its outcome (for the dead letter, should it come to that)."""
+        ...
+
+    async def dead_letter(self, seq: int, *, reason: str, status: int | None, code: str, attempts: int) -> None:
+        """Give up on a pending event: move it, with its reason and recorded attempts, to the dead letters."""
+        ...
+
+    async def quarantine(self, seq: int, reason: str) -> None:
+        """Move aside a pending event whose payload cannot be decoded."""
+        ...
+
+    def depth(self) -> tuple[int, int]:
+        """Pending events and their payload bytes."""
+        ...
+
+    async def close(self) -> None:
+        """Write what is queued and release the spool. Idempotent; later calls raise ShuttingDownError."""
+        ...
+
+    async def list_dead_letters(self, where: DeadLetterFilter | None = None, *, limit: int = 1000) -> list[DeadLetter]:
+        """Dead letters matching `where` (all when None), in seq order, at most `limit`."""
+        ...
+
+    async def get_dead_letter(self, message_id: str) -> DeadLetter | None:
+        """The latest dead letter of `message_id`, if any."""
+        ...
+
+    async def replay(self, seqs: Sequence[int]) -> list[SpooledEvent]:
+        """Move dead letters back to pending, after every pending event (new seqs, attempts reset to 0).
+
+        Returns the new pending events, for the caller to queue; unknown seqs are skipped. Ignores the bounds.
+        """
+        ...
+
+    async def purge(self, where: DeadLetterFilter) -> int:
+        """Delete the dead letters matching `where`; how many were deleted."""
+        ...
+
+    async def collect_replayed(self) -> list[SpooledEvent]:
+        """Events another process (the operator CLI) replayed since `open` or the last call, for the caller to queue."""
+        ...
+
+
+class PendingLedger:
+    """The bounds, kept on the event loop: the size of each pending seq, plus appends not yet committed."""
+
+    def __init__(self, *, max_events: int, max_bytes: int, full_retry_after: float) -> None:
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._full_retry_after = full_retry_after
+        self._sizes: dict[int, int] = {}
+        self._bytes = 0
+        self._reserved_events = 0
+        self._reserved_bytes = 0
+
+    def depth(self) -> tuple[int, int]:
+        return len(self._sizes), self._bytes
+
+    def reserve(self, entries: Sequence[SpoolEntry]) -> int:
+        """Hold room for `entries` until `release`; returns their bytes. Raises QueueFullError, holding nothing."""
+        events = len(entries)
+        size = sum(len(entry.payload) for entry in entries)
+        if (
+            len(self._sizes) + self._reserved_events + events > self._max_events
+            or self._bytes + self._reserved_bytes + size > self._max_bytes
+        ):
+            raise QueueFullError(
+                f"the spool is full ({len(self._sizes)} events, {self._bytes} bytes pending; "
+                f"bounds {self._max_events} events, {self._max_bytes} bytes)",
+                retry_after=self._full_retry_after,
+            )
+        self._reserved_events += events
+        self._reserved_bytes += size
+        return size
+
+    def release(self, events: int, size: int) -> None:
+        self._reserved_events -= events
+        self._reserved_bytes -= size
+
+    def add(self, seq: int, size: int) -> None:
+        self._sizes[seq] = size
+        self._bytes += size
+
+    def remove(self, seq: int) -> bool:
+        """Forget `seq`; False if it was not pending."""
+        size = self._sizes.pop(seq, None)
+        if size is None:
+            return False
+        self._bytes -= size
+        return True
+
+    def __contains__(self, seq: object) -> bool:
+        return seq in self._sizes
+
+
+def _ascii_lower(text: str) -> str:
+    """Lower-case ASCII letters only, as SQLite's lower() does, so both spools filter alike."""
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
