@@ -39,6 +39,7 @@ fmt: setup
 
 typecheck: setup
 	$(RUN) mypy
+	$(RUN) mypy benchmarks
 
 proto: setup ## regenerate intercom_sidecar/_generated from proto/
 	$(RUN) python scripts/gen_proto.py

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.calls import CallsSettings, format_calls, measure_calls
 from benchmarks.hosts import sidecar_config
 from benchmarks.report import format_scenario, machine_facts, summarize, write_json
 from benchmarks.scenarios import HELD, SIDECAR, Bench, Settings, delivery_run, run_scenario, scenarios, send_run
@@ -52,6 +53,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         send_events=s.send_events // 10,
         paced_seconds=1.0,
         delivery_events=s.delivery_events // 10,
+        calls_events_per_hour=s.calls_events_per_hour // 10,
     )
 
 
@@ -100,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
             summary = summarize(scenario, run_scenario(bench, scenario, _progress))
             results[scenario.key] = summary
             tables.append(format_scenario(number, scenario, summary))
+        if not args.only or "calls" in args.only:
+            _progress("calls per event")
+            calls_settings = CallsSettings(users=settings.users, events_per_hour=settings.calls_events_per_hour)
+            results["calls"] = measure_calls(calls_settings)
+            tables.append(format_calls(len(tables) + 1, results["calls"], calls_settings))
         config = _config_facts(bench)
     finally:
         bench.close()

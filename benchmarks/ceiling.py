@@ -35,6 +35,12 @@ class CeilingServicer(service_pb2_grpc.EventServiceServicer):
         async for event in request_iterator:
             yield event_pb2.Ack(message_id=event.message_id, status=_ACCEPTED)
 
+    async def UserHash(
+        self, request: service_pb2.UserHashRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> service_pb2.UserHashResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not part of the ceiling")
+        raise AssertionError("unreachable")
+
 
 async def _serve(conn: Connection) -> None:
     config = ServerConfig(listen="127.0.0.1:0")

@@ -61,6 +61,7 @@ class Settings:
     ack_wait_seconds: float = 3.0
     """After the paced offer, how long to wait for the remaining acks; later ones count as never acked (inf)."""
     delivery_events: int = 2_000
+    calls_events_per_hour: int = 10_000
 
 
 @dataclass

@@ -28,6 +28,9 @@ from typing import Protocol
 from intercom_sidecar.errors import QueueFullError, SidecarError
 
 __all__ = [
+    "BUSY_TIMEOUT_MS",
+    "DATABASE_NAME",
+    "SCHEMA_VERSION",
     "Attempt",
     "DeadLetter",
     "DeadLetterFilter",
@@ -38,6 +41,13 @@ __all__ = [
     "SpoolError",
     "SpooledEvent",
 ]
+
+DATABASE_NAME = "spool.db"
+"""The SQLite spool's database file in the spool directory (shared by `SqliteSpool` and `DeadLetterStore`)."""
+SCHEMA_VERSION = 1
+"""Its `PRAGMA user_version`; a database of another version is never written."""
+BUSY_TIMEOUT_MS = 5000
+"""How long a connection waits for another one's write transaction (the CLI's, or the sidecar's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +138,7 @@ class Recovery:
     pending: tuple[SpooledEvent, ...]
     """Every event not yet completed, dead-lettered or quarantined, in seq order."""
     quarantined: int = 0
-    """Rows found unreadable during this recovery and moved to the quarantine table."""
+    """Events in the quarantine table (moved there by `quarantine`), waiting for a human."""
     moved_aside: tuple[Path, ...] = ()
     """Database files that failed to open or to pass `PRAGMA quick_check`, renamed aside (spool.corrupt-*.db)."""
     dead_letters: int = 0

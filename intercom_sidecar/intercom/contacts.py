@@ -96,7 +96,10 @@ class Contacts:
     def _moves_last_seen(self, known: _Known, last_seen_at: int | None) -> bool:
         if last_seen_at is None:
             return False
-        return known.last_seen_at is None or last_seen_at >= known.last_seen_at + self._resolution
+        if known.last_seen_at is None:
+            return True
+        # Strictly later: with a resolution of 0 an identical last_seen_at is still no change.
+        return last_seen_at > known.last_seen_at and last_seen_at >= known.last_seen_at + self._resolution
 
     async def _write(self, key: str, known: _Known | None, body: Mapping[str, Any]) -> str:
         if known is not None:

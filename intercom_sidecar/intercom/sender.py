@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from intercom_sidecar.config import IntercomConfig
+from intercom_sidecar.errors import PermanentError
 from intercom_sidecar.intercom.attributes import DataAttributes
 from intercom_sidecar.intercom.client import IntercomClient, raise_for
 from intercom_sidecar.intercom.companies import Companies
@@ -57,7 +58,13 @@ class IntercomSender:
             cache_size=config.cache_max_entries,
             last_seen_resolution_seconds=config.last_seen_resolution_seconds,
         )
-        self._companies = Companies(client, self._attributes, clock=clock, cache_size=config.cache_max_entries)
+        self._companies = Companies(
+            client,
+            self._attributes,
+            clock=clock,
+            cache_size=config.cache_max_entries,
+            last_request_resolution_seconds=config.last_seen_resolution_seconds,
+        )
         self._contacts_created_for_events = 0
         self._leads_not_found = 0
 
@@ -83,11 +90,22 @@ class IntercomSender:
         elif isinstance(step, UpsertCompany):
             await self._companies.upsert(step)
         elif isinstance(step, AttachCompany):
-            await self._companies.attach(await self._contacts.resolve(step.contact), step.company_id)
+            await self._attach(step)
         elif isinstance(step, DetachCompany):
             await self._companies.detach(await self._contacts.resolve(step.contact), step.company_id)
         else:
             await self._merge(step)
+
+    async def _attach(self, step: AttachCompany) -> None:
+        try:
+            await self._companies.attach(await self._contacts.resolve(step.contact), step.company_id)
+        except PermanentError as error:
+            if error.status != 404 or error.code != "not_found":
+                raise
+            # "User Not Found": the remembered contact id is stale (merged or deleted). Forget it and resolve
+            # the contact again, once, as an upsert does.
+            self._contacts.forget(step.contact)
+            await self._companies.attach(await self._contacts.resolve(step.contact), step.company_id)
 
     async def _data_event(self, step: CreateDataEvent) -> None:
         response = await self._client.request("POST", "/events", endpoint="POST /events", body=step.body)
@@ -106,8 +124,9 @@ class IntercomSender:
             self._leads_not_found += 1
             return
         user = await self._contacts.resolve(step.user)
-        response = await self._client.request(
-            "POST", "/contacts/merge", endpoint="POST /contacts/merge", body={"from": lead, "into": user}
-        )
+        # An alias is the caller's statement that both are one person, so Intercom's duplicate check (shared
+        # email or phone) is not wanted here.
+        body = {"from": lead, "into": user, "skip_duplicate_validation": True}
+        response = await self._client.request("POST", "/contacts/merge", endpoint="POST /contacts/merge", body=body)
         raise_for(response, self._clock())
         self._contacts.forget(step.lead)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,12 +35,14 @@ def company_id_for_name(name: str) -> str:
     return "name-" + hashlib.sha256(name.strip().encode()).hexdigest()[:24]
 
 
-def company_changes(traits: JsonObject) -> Iterator[CompanyChange]:
-    """The companies of an identify: `traits.company` (object or name) and `traits.companies` (a list)."""
+def company_changes(traits: JsonObject, *, active: bool = True) -> Iterator[CompanyChange]:
+    """The companies of an identify: `traits.company` (object or name) and `traits.companies` (a list).
+
+    `active` false (the identify's `context.active`) leaves the companies' last request time alone too."""
     company = traits.get("company")
     listed = traits.get("companies")
     for value in [company, *(listed if isinstance(listed, list) else [])]:
-        change = _change(value)
+        change = _change(value, active)
         if change is not None:
             yield change
 
@@ -71,10 +74,10 @@ def company_upsert(company_id: str, traits: JsonObject, *, active: bool = True) 
     return UpsertCompany(company_id=company_id, body=body, attribute_types=types)
 
 
-def _change(value: Any) -> CompanyChange | None:
+def _change(value: Any, active: bool) -> CompanyChange | None:
     if isinstance(value, str) and value.strip():
         company_id = company_id_for_name(value)
-        return CompanyChange(company_id, company_upsert(company_id, {"name": value.strip()}), remove=False)
+        return CompanyChange(company_id, company_upsert(company_id, {"name": value.strip()}, active=active), False)
     if not isinstance(value, Mapping):
         return None
     found = _id_of(value)
@@ -82,7 +85,7 @@ def _change(value: Any) -> CompanyChange | None:
         return None
     if value.get("remove") is True:
         return CompanyChange(found, None, remove=True)
-    return CompanyChange(found, company_upsert(found, value), remove=False)
+    return CompanyChange(found, company_upsert(found, value, active=active), remove=False)
 
 
 def _id_of(company: Mapping[str, Any]) -> str | None:
@@ -99,6 +102,13 @@ def _id_of(company: Mapping[str, Any]) -> str | None:
 
 
 def _whole_number(value: Any) -> int | None:
+    if isinstance(value, str):  # Segment's spec types `employees` as a string ("50")
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+        if not math.isfinite(value):
+            return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return int(value) if value >= 0 else None

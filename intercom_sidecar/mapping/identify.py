@@ -36,7 +36,7 @@ def map_identify(event: Event, call: Identify, options: MappingConfig) -> Plan |
     if custom:
         body["custom_attributes"] = custom
     steps: list[Step] = [UpsertContact(contact=contact, body=body, attribute_types=types)]
-    for change in company_changes(traits):
+    for change in company_changes(traits, active=is_active(event)):
         if change.remove:
             steps.append(DetachCompany(contact=contact, company_id=change.company_id))
         elif change.upsert is not None:

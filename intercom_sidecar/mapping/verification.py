@@ -25,5 +25,6 @@ def check_user_hash(event: Event, secret: Secret) -> None:
         return
     if not isinstance(given, str) or event.user_id is None:
         raise InvalidEventError("integrations.Intercom.user_hash", "needs a userId and a hex string")
-    if not hmac.compare_digest(given.strip().lower(), user_hash(secret, event.user_id)):
+    # Compared as bytes: compare_digest raises TypeError for str holding non-ASCII characters.
+    if not hmac.compare_digest(given.strip().lower().encode(), user_hash(secret, event.user_id).encode()):
         raise InvalidEventError("integrations.Intercom.user_hash", "does not match userId")

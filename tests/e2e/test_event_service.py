@@ -201,7 +201,7 @@ async def test_filtered_events_say_why(sidecar: Sidecar) -> None:
     response = await sidecar.stub.Send(service_pb2.SendRequest(events=[event, page]), timeout=30)
     assert [(ack.status, ack.reason) for ack in response.acks] == [
         (Ack.STATUS_FILTERED, "integrations.All is false and integrations.Intercom is not enabled"),
-        (Ack.STATUS_FILTERED, "page: not sent to Intercom by this version of the sidecar (identify and track are)"),
+        (Ack.STATUS_FILTERED, "page: not sent to Intercom (INTERCOM_SIDECAR_PAGE_MODE is ignore)"),
     ]
 
 

@@ -1,0 +1,130 @@
+"""Spool probe: how fast `SqliteSpool.append` stores events with synchronous=FULL, by concurrency and batch size.
+
+    uv run python -m benchmarks.spool_probe [--seconds 1.0] [--payload-bytes 1024]
+
+Each appender task appends batches of fresh 1 KB events in a loop and marks them complete at once (so the
+database stays small, as it does while Intercom keeps up). Every append waits for its group's fsync. Reported:
+events/s, commits/s, events per commit, append latency percentiles and CPU per event, with the default commit
+interval (the writer lingers up to 2 ms for as many callers as the previous group had) and without lingering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from intercom_sidecar.delivery.spool import SpoolEntry
+from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
+
+__all__ = ["ProbeResult", "measure_append_throughput"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    appenders: int
+    batch: int
+    linger_seconds: float
+    events_per_second: float
+    commits_per_second: float
+    events_per_commit: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_event: float
+    """CPU time of the whole process (event loop and writer thread) per stored event."""
+
+
+async def _probe(
+    directory: Path, *, appenders: int, batch: int, linger: float, seconds: float, payload: bytes
+) -> ProbeResult:
+    spool = SqliteSpool(directory, max_events=10**9, max_bytes=10**12, commit_interval_seconds=linger)
+    await spool.open()
+    latencies: list[float] = []
+    stored = 0
+    deadline = time.perf_counter() + seconds
+
+    async def appender(worker: int) -> None:
+        nonlocal stored
+        n = 0
+        while time.perf_counter() < deadline:
+            entries = [
+                SpoolEntry(f"w{worker}-{n + i}", f"user-{(n + i) % 50}", payload, "0" * 32, time.time())
+                for i in range(batch)
+            ]
+            n += batch
+            started = time.perf_counter()
+            seqs = await spool.append(entries)
+            latencies.append(time.perf_counter() - started)
+            stored += len(seqs)
+            await spool.complete([seq for seq in seqs if seq is not None])
+
+    commits_before = spool.commits
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    await asyncio.gather(*(appender(n) for n in range(appenders)))
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    commits = spool.commits - commits_before
+    await spool.close()
+    latencies.sort()
+    return ProbeResult(
+        appenders=appenders,
+        batch=batch,
+        linger_seconds=linger,
+        events_per_second=stored / elapsed,
+        commits_per_second=commits / elapsed,
+        events_per_commit=stored / max(commits, 1),
+        p50_ms=statistics.median(latencies) * 1000,
+        p99_ms=latencies[int(len(latencies) * 0.99)] * 1000,
+        cpu_us_per_event=cpu / max(stored, 1) * 1e6,
+    )
+
+
+def measure_append_throughput(
+    *, seconds: float = 1.0, payload_bytes: int = 1024, lingers: tuple[float, ...] = (0.002, 0.0)
+) -> list[ProbeResult]:
+    """Run every combination of 1/4/16 appenders, 100/1-event batches and `lingers`, each in a fresh directory."""
+    payload = b"x" * payload_bytes
+    results = []
+    for linger in lingers:
+        for batch in (100, 1):
+            for appenders in (1, 4, 16):
+                with tempfile.TemporaryDirectory(prefix="spool-probe-") as directory:
+                    results.append(
+                        asyncio.run(
+                            _probe(
+                                Path(directory),
+                                appenders=appenders,
+                                batch=batch,
+                                linger=linger,
+                                seconds=seconds,
+                                payload=payload,
+                            )
+                        )
+                    )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.spool_probe", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=1.0, help="how long each combination runs")
+    parser.add_argument("--payload-bytes", type=int, default=1024)
+    arguments = parser.parse_args()
+    print(
+        f"{'linger':>7} {'batch':>5} {'appenders':>9} {'events/s':>10} {'commits/s':>9} {'ev/commit':>9} "
+        f"{'p50 ms':>7} {'p99 ms':>7}"
+    )
+    for r in measure_append_throughput(seconds=arguments.seconds, payload_bytes=arguments.payload_bytes):
+        print(
+            f"{r.linger_seconds * 1000:>5.0f}ms {r.batch:>5} {r.appenders:>9} {r.events_per_second:>10,.0f} "
+            f"{r.commits_per_second:>9,.0f} {r.events_per_commit:>9.1f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
+            f"{r.cpu_us_per_event:>9.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

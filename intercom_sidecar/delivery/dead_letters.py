@@ -1,0 +1,210 @@
+"""Dead letters in the spool's SQLite database: `DeadLetterStore` for the operator CLI, and the SQL it shares with
+the spool's writer thread.
+
+Each SQL function runs inside a transaction that its caller opened and commits, so an operator's command and the
+sidecar's own writes never interleave halfway.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from intercom_sidecar.delivery.spool import (
+    BUSY_TIMEOUT_MS,
+    DATABASE_NAME,
+    SCHEMA_VERSION,
+    Attempt,
+    DeadLetter,
+    DeadLetterFilter,
+    SpooledEvent,
+    SpoolError,
+)
+
+__all__ = [
+    "DeadLetterStore",
+    "count_dead_letters",
+    "decode_outcomes",
+    "get_dead_letter",
+    "list_dead_letters",
+    "move_to_dead_letters",
+    "purge",
+    "replay",
+]
+
+_T = TypeVar("_T")
+
+_COLUMNS = (
+    "seq, message_id, user_key, payload, trace_id, accepted_at, dead_at, reason, status, code, attempts, outcomes"
+)
+
+
+class DeadLetterStore:
+    """The dead letters of a spool directory, for the operator CLI; safe to use while the sidecar runs.
+
+    Opens the existing database in its own connection and keeps each command in one short transaction. Events
+    it replays are also announced in the `replayed` table, so a running sidecar picks them up with
+    `Spool.collect_replayed` (and a stopped one with its next recovery).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        path = directory / DATABASE_NAME
+        if not path.is_file():
+            raise SpoolError(f"no spool database in `{directory}`")
+        try:
+            self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None)
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as error:
+            raise SpoolError(f"cannot open the spool database in `{directory}`: {error}") from error
+        if version != SCHEMA_VERSION:
+            self._conn.close()
+            raise SpoolError(f"the spool in `{directory}` has schema {version}; this version reads {SCHEMA_VERSION}")
+
+    def find(self, where: DeadLetterFilter | None = None, *, limit: int = 1000) -> list[DeadLetter]:
+        """Dead letters matching `where` (all when None), in seq order, at most `limit`."""
+        return list_dead_letters(self._conn, where or DeadLetterFilter(), limit)
+
+    def get(self, message_id: str) -> DeadLetter | None:
+        """The latest dead letter of `message_id`, if any."""
+        return get_dead_letter(self._conn, message_id)
+
+    def replay(self, seqs: Sequence[int]) -> list[SpooledEvent]:
+        """Move dead letters back to pending (new seqs, after every pending event); unknown seqs are skipped."""
+        return self._write(lambda: replay(self._conn, seqs, announce=True))
+
+    def purge(self, where: DeadLetterFilter) -> int:
+        """Delete the dead letters matching `where`; how many were deleted."""
+        return self._write(lambda: purge(self._conn, where))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> DeadLetterStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _write(self, change: Callable[[], _T]) -> _T:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = change()
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+        return result
+
+
+def move_to_dead_letters(
+    conn: sqlite3.Connection, seq: int, *, reason: str, status: int | None, code: str, attempts: int, now: float
+) -> bool:
+    """Move pending `seq` to the dead letters, with its recorded outcomes; False if it was not pending."""
+    moved = conn.execute(
+        "INSERT INTO dead_letters (seq, message_id, user_key, payload, trace_id, accepted_at, attempts, outcomes,"
+        " dead_at, reason, status, code)"
+        " SELECT seq, message_id, user_key, payload, trace_id, accepted_at, ?, outcomes, ?, ?, ?, ?"
+        " FROM pending WHERE seq = ?",
+        (attempts, now, reason, status, code, seq),
+    ).rowcount
+    if moved:
+        conn.execute("DELETE FROM pending WHERE seq = ?", (seq,))
+    return moved == 1
+
+
+def list_dead_letters(conn: sqlite3.Connection, where: DeadLetterFilter, limit: int) -> list[DeadLetter]:
+    condition, params = _where(where)
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM dead_letters WHERE {condition} ORDER BY seq LIMIT ?", (*params, limit)
+    ).fetchall()
+    return [_dead_letter(row) for row in rows]
+
+
+def get_dead_letter(conn: sqlite3.Connection, message_id: str) -> DeadLetter | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM dead_letters WHERE message_id = ? ORDER BY seq DESC LIMIT 1", (message_id,)
+    ).fetchone()
+    return None if row is None else _dead_letter(row)
+
+
+def count_dead_letters(conn: sqlite3.Connection) -> int:
+    count: int = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+    return count
+
+
+def replay(conn: sqlite3.Connection, seqs: Sequence[int], *, announce: bool) -> list[SpooledEvent]:
+    """Move dead letters back to pending, in their old seq order, with new seqs and no attempts.
+
+    `announce` also lists each new seq in the `replayed` table, for a running sidecar's `collect_replayed`.
+    """
+    events = []
+    for old_seq in sorted(set(seqs)):
+        row = conn.execute(
+            "SELECT message_id, user_key, payload, trace_id, accepted_at FROM dead_letters WHERE seq = ?", (old_seq,)
+        ).fetchone()
+        if row is None:
+            continue
+        message_id, user_key, payload, trace_id, accepted_at = row
+        seq = conn.execute(
+            "INSERT INTO pending (message_id, user_key, payload, trace_id, accepted_at) VALUES (?, ?, ?, ?, ?)", row
+        ).lastrowid
+        assert seq is not None
+        conn.execute("DELETE FROM dead_letters WHERE seq = ?", (old_seq,))
+        if announce:
+            conn.execute("INSERT INTO replayed (seq) VALUES (?)", (seq,))
+        events.append(SpooledEvent(seq, message_id, user_key, payload, trace_id, accepted_at, 0))
+    return events
+
+
+def purge(conn: sqlite3.Connection, where: DeadLetterFilter) -> int:
+    condition, params = _where(where)
+    return conn.execute(f"DELETE FROM dead_letters WHERE {condition}", params).rowcount
+
+
+def _where(where: DeadLetterFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if where.since is not None:
+        clauses.append("dead_at >= ?")
+        params.append(where.since)
+    if where.until is not None:
+        clauses.append("dead_at < ?")
+        params.append(where.until)
+    if where.reason is not None:
+        clauses.append("instr(lower(reason), lower(?)) > 0")
+        params.append(where.reason)
+    if where.user_key is not None:
+        clauses.append("user_key = ?")
+        params.append(where.user_key)
+    if where.message_id is not None:
+        clauses.append("message_id = ?")
+        params.append(where.message_id)
+    return " AND ".join(clauses) or "1", params
+
+
+def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
+    seq, message_id, user_key, payload, trace_id, accepted_at, dead_at, reason, status, code, attempts, outcomes = row
+    return DeadLetter(
+        seq=seq,
+        message_id=message_id,
+        user_key=user_key,
+        payload=payload,
+        trace_id=trace_id,
+        accepted_at=accepted_at,
+        dead_at=dead_at,
+        reason=reason,
+        status=status,
+        code=code,
+        attempts=attempts,
+        outcomes=decode_outcomes(outcomes),
+    )
+
+
+def decode_outcomes(text: str) -> tuple[Attempt, ...]:
+    """The `outcomes` column: a JSON array of [at, outcome] pairs, appended by `record_attempt`."""
+    return tuple(Attempt(float(at), str(outcome)) for at, outcome in json.loads(text))
