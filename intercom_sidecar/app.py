@@ -28,9 +28,12 @@ from intercom_sidecar.server.servicer import EventServicer
 from intercom_sidecar.telemetry import names
 from intercom_sidecar.telemetry.setup import make_tracer_provider
 
-__all__ = ["EVENT_SERVICE", "App"]
+__all__ = ["EVENT_SERVICE", "LIVENESS_SERVICE", "App"]
 
 EVENT_SERVICE = service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name
+"""Health service name for readiness: SERVING while events are taken (like the empty name "")."""
+LIVENESS_SERVICE = "liveness"
+"""Health service name for liveness: SERVING from start to stop, whatever Intercom's state."""
 
 _log = logging.getLogger(__name__)
 
@@ -56,6 +59,9 @@ class App:
         self._client: IntercomClient | None = None
         self._pipeline: Pipeline | None = None
         self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
+        self.health_port = 0
+        """The health port actually bound, when INTERCOM_SIDECAR_HEALTH_LISTEN is set."""
         self._servicer: EventServicer | None = None
         self._health = HealthServicer()
         self._stopped = asyncio.Event()
@@ -90,17 +96,29 @@ class App:
             (EVENT_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
         )
+        self._server = server
         try:
-            self.port = server.add_insecure_port(config.server.listen)
-        except RuntimeError as exc:
+            self.port = _bind(server, config.server.listen, "INTERCOM_SIDECAR_LISTEN")
+            if config.server.health_listen:
+                # Probes come from the kubelet to the pod IP, while the API stays on localhost: health alone
+                # is served on its own port.
+                self._health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+                health_pb2_grpc.add_HealthServicer_to_server(self._health, self._health_server)
+                self.health_port = _bind(
+                    self._health_server, config.server.health_listen, "INTERCOM_SIDECAR_HEALTH_LISTEN"
+                )
+        except ConfigError:
             await self._pipeline.shutdown(0)
             await self._client.aclose()
-            raise ConfigError("INTERCOM_SIDECAR_LISTEN", f"cannot listen on {config.server.listen}: {exc}") from None
-        self._server = server
+            raise
         await server.start()
-        for service in ("", EVENT_SERVICE):
+        if self._health_server is not None:
+            await self._health_server.start()
+        for service in ("", EVENT_SERVICE, LIVENESS_SERVICE):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        _log.info("Listening for gRPC on `%s`.", config.server.listen.rsplit(":", 1)[0] + f":{self.port}")
+        _log.info("Listening for gRPC on `%s`.", _address(config.server.listen, self.port))
+        if self._health_server is not None:
+            _log.info("Serving gRPC health on `%s`.", _address(config.server.health_listen, self.health_port))
 
     async def stop(self) -> None:
         """Stop in reverse order of start, within the configured grace period. Safe to call twice."""
@@ -122,6 +140,8 @@ class App:
         if self._server is not None:
             remaining = grace - (asyncio.get_running_loop().time() - started)
             await self._server.stop(max(remaining, _MIN_RPC_GRACE_SECONDS))
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         if self._client is not None:
             await self._client.aclose()
         # 4. Last, flush telemetry so the spans of the final deliveries are exported.
@@ -137,3 +157,17 @@ class App:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+def _bind(server: grpc.aio.Server, address: str, key: str) -> int:
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise ConfigError(key, f"cannot listen on {address}: {exc}") from None
+    if port == 0:
+        raise ConfigError(key, f"cannot listen on {address}")
+    return port
+
+
+def _address(listen: str, port: int) -> str:
+    return f"{listen.rsplit(':', 1)[0]}:{port}"

@@ -84,6 +84,8 @@ class IntercomConfig:
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     listen: str = "127.0.0.1:50051"
+    health_listen: str = ""
+    """A second address serving only grpc.health.v1 (for Kubernetes probes on the pod IP); empty for none."""
     shutdown_grace_seconds: float = 20.0
     max_message_bytes: int = 8 * 1024 * 1024
 
@@ -158,6 +160,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         ),
         server=ServerConfig(
             listen=reader.get("INTERCOM_SIDECAR_LISTEN", str, "127.0.0.1:50051", _host_port),
+            health_listen=reader.get("INTERCOM_SIDECAR_HEALTH_LISTEN", str, "", _host_port),
             shutdown_grace_seconds=reader.get("INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS", float, 20.0, _positive),
             max_message_bytes=reader.get("INTERCOM_SIDECAR_MAX_MESSAGE_BYTES", int, 8 * 1024 * 1024, _positive),
         ),
@@ -262,8 +265,6 @@ class _Reader:
         if problem:
             raise ConfigError(key, f"{problem}, got {raw!r}")
         return value
-
-
 
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

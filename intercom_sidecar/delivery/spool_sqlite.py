@@ -128,7 +128,7 @@ class SqliteSpool:
 
     @property
     def commits(self) -> int:
-        """Transactions committed so far (for tests and metrics)."""
+        """Group transactions committed so far (for tests and metrics); one fsync each when they wrote anything."""
         return 0 if self._writer is None else self._writer.commits
 
     async def open(self) -> Recovery:
@@ -370,8 +370,7 @@ class _Writer:
             results = [None if op.apply is None else op.apply(conn, now) for op in group]
             conn.execute("COMMIT")
         except Exception as error:  # disk full, I/O error, or a bug: the whole group is undone
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _rollback(conn)
             if not self._failing:
                 _log.exception("Could not write to the spool in `%s`; appends are refused until it works.", self._name)
                 self._failing = True
@@ -405,6 +404,14 @@ def _settle(group: list[_Op], results: list[Any] | None, error: str | None) -> N
                 op.future.set_result(result)
             else:
                 op.future.set_exception(SpoolError(error))
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        _log.exception("Could not roll back a failed spool transaction.")
 
 
 def _close(conn: sqlite3.Connection) -> None:

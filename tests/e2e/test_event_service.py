@@ -13,7 +13,7 @@ from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2
+from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2, service_pb2_grpc
 from intercom_sidecar.config import QueueConfig, RetryConfig, ServerConfig
 from intercom_sidecar.fake import FakeIntercom
 from tests.e2e.conftest import Sidecar, SidecarFactory
@@ -282,3 +282,15 @@ async def _until(condition: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.001)
     raise AssertionError("condition never held")
+
+
+async def test_health_port_serves_health_only(start_sidecar: SidecarFactory) -> None:
+    sidecar = await start_sidecar(server=ServerConfig(listen="127.0.0.1:0", health_listen="127.0.0.1:0"))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{sidecar.app.health_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "intercom_sidecar.v1.EventService", "liveness"):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await service_pb2_grpc.EventServiceStub(channel).Send(service_pb2.SendRequest(), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED

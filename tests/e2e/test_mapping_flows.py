@@ -82,7 +82,9 @@ async def test_company_remove_detaches_in_one_call_when_known(sidecar: Sidecar, 
     calls = [(entry.method, entry.path) for entry in fake_intercom.ledger[before:]]
     acme = fake_intercom.state.company_by_company_id("acme")
     assert acme is not None
-    assert calls == [("DELETE", f"/contacts/{contact.id}/companies/{acme.id}")], "the unchanged contact is not rewritten"
+    assert calls == [("DELETE", f"/contacts/{contact.id}/companies/{acme.id}")], (
+        "the unchanged contact is not rewritten"
+    )
 
 
 async def test_repeated_identical_identify_costs_no_call(sidecar: Sidecar, fake_intercom: FakeIntercom) -> None:

@@ -14,6 +14,7 @@ from tests.unit.intercom.scripted import (
     ALREADY_EXISTS,
     NOW,
     FakeIntercom,
+    attribute_list,
     contact,
     error,
     identify_plan,
@@ -52,7 +53,9 @@ async def test_create_caches_the_id_so_the_next_change_is_one_put(
     await sender.send(identify_plan(name="Ada Lovelace"))
 
     assert intercom.calls == ["POST /contacts", "PUT /contacts/c1"], "no custom attributes: no attribute lookup"
-    assert intercom.bodies("POST", "/contacts") == [{"role": "user", "external_id": "u1", "name": "Ada", "last_seen_at": SEEN}]
+    assert intercom.bodies("POST", "/contacts") == [
+        {"role": "user", "external_id": "u1", "name": "Ada", "last_seen_at": SEEN}
+    ]
     assert intercom.bodies("PUT", "/contacts/c1") == [user(name="Ada Lovelace")]
 
 
@@ -63,12 +66,12 @@ async def test_conflict_with_the_id_in_the_message_updates_that_contact(
     intercom.on("PUT", "/contacts/abc", contact("abc"), contact("abc"))
 
     await sender.send(identify_plan(email="ada@example.com"))
-    await sender.send(identify_plan(email="ada@example.com", plan="pro"))  # the id learnt from the 409 is cached
+    await sender.send(identify_plan(email="ada@example.com", name="Ada"))  # the id learnt from the 409 is cached
 
     assert intercom.calls == ["POST /contacts", "PUT /contacts/abc", "PUT /contacts/abc"]
     first = {"role": "user", "external_id": "u1", "email": "ada@example.com", "last_seen_at": SEEN}
     assert intercom.bodies("POST", "/contacts") == [first]
-    assert intercom.bodies("PUT", "/contacts/abc") == [first, {**first, "custom_attributes": {"plan": "pro"}}]
+    assert intercom.bodies("PUT", "/contacts/abc") == [first, {**first, "name": "Ada"}]
 
 
 async def test_conflict_then_a_failed_update_is_retryable_and_resolved_again(
@@ -103,12 +106,12 @@ async def test_cached_id_answering_404_is_forgotten_and_created_again(
     intercom.on("PUT", "/contacts/c1", error(404, "not_found", "User Not Found"))
     intercom.on("PUT", "/contacts/c2", contact("c2"))
 
-    await sender.send(identify_plan(plan="a"))  # creates c1
-    await sender.send(identify_plan(plan="b"))  # c1 is gone (merged or deleted): create again -> c2
-    await sender.send(identify_plan(plan="c"))  # c2 is cached now
+    await sender.send(identify_plan(name="a"))  # creates c1
+    await sender.send(identify_plan(name="b"))  # c1 is gone (merged or deleted): create again -> c2
+    await sender.send(identify_plan(name="c"))  # c2 is cached now
 
     assert intercom.calls == ["POST /contacts", "PUT /contacts/c1", "POST /contacts", "PUT /contacts/c2"]
-    second = user(custom_attributes={"plan": "b"})
+    second = user(name="b")
     assert intercom.bodies("PUT", "/contacts/c1") == [second]
     assert intercom.bodies("POST", "/contacts")[1] == second, "the whole update is sent to the new contact"
 
@@ -120,9 +123,9 @@ async def test_cached_id_answering_404_then_409_updates_the_contact_named(
     intercom.on("PUT", "/contacts/c1", error(404, "not_found", "User Not Found"))
     intercom.on("PUT", "/contacts/abc", contact("abc"), contact("abc"))
 
-    await sender.send(identify_plan(plan="a"))
-    await sender.send(identify_plan(plan="b"))  # c1 was merged into abc
-    await sender.send(identify_plan(plan="c"))
+    await sender.send(identify_plan(name="a"))
+    await sender.send(identify_plan(name="b"))  # c1 was merged into abc
+    await sender.send(identify_plan(name="c"))
 
     assert intercom.calls == [
         "POST /contacts",
@@ -136,11 +139,11 @@ async def test_cached_id_answering_404_then_409_updates_the_contact_named(
 async def test_cached_id_failing_otherwise_keeps_the_cache(sender: IntercomSender, intercom: FakeIntercom) -> None:
     intercom.on("POST", "/contacts", contact("c1"))
     intercom.on("PUT", "/contacts/c1", error(503, "service_unavailable", "try later"), contact("c1"))
-    await sender.send(identify_plan(plan="a"))
+    await sender.send(identify_plan(name="a"))
 
     with pytest.raises(RetryableError) as caught:
-        await sender.send(identify_plan(plan="b"))
-    await sender.send(identify_plan(plan="b"))  # the failed write is not taken as sent: sent again
+        await sender.send(identify_plan(name="b"))
+    await sender.send(identify_plan(name="b"))  # the failed write is not taken as sent: sent again
 
     assert (caught.value.status, caught.value.endpoint) == (503, "PUT /contacts/{id}")
     assert intercom.calls == ["POST /contacts", "PUT /contacts/c1", "PUT /contacts/c1"]
@@ -155,7 +158,7 @@ async def test_identities_are_cached_separately(sender: IntercomSender, intercom
     await sender.send(identify_plan("u2"))
     await sender.send(identify_plan(None, email="Ada@Example.com"))
     await sender.send(plan_for(Identify(traits={}), user_id=None, anonymous_id="u1", leads=True))  # a lead "u1"
-    await sender.send(identify_plan("u1", plan="pro"))
+    await sender.send(identify_plan("u1", name="Ada"))
     await sender.send(identify_plan(None, email="ada@example.com"))  # the same contact: emails match without case
 
     assert intercom.calls == [
@@ -167,7 +170,9 @@ async def test_identities_are_cached_separately(sender: IntercomSender, intercom
         "PUT /contacts/c3",
     ]
     assert intercom.bodies("POST", "/contacts")[3] == {"role": "lead", "external_id": "u1", "last_seen_at": SEEN}
-    assert intercom.bodies("PUT", "/contacts/c3") == [{"role": "user", "email": "ada@example.com", "last_seen_at": SEEN}]
+    assert intercom.bodies("PUT", "/contacts/c3") == [
+        {"role": "user", "email": "ada@example.com", "last_seen_at": SEEN}
+    ]
 
 
 async def test_create_refused_is_permanent(sender: IntercomSender, intercom: FakeIntercom) -> None:
@@ -223,6 +228,7 @@ async def test_second_identify_is_written_only_when_it_changes_something(
     context: dict[str, Any],
     written: bool,
 ) -> None:
+    intercom.on("GET", "/data_attributes", attribute_list("plan", "seats"))
     intercom.on("POST", "/contacts", contact("c1"))
     second = plan_for(Identify(traits=traits), timestamp=timestamp, context=context)
     if written:
@@ -231,7 +237,11 @@ async def test_second_identify_is_written_only_when_it_changes_something(
 
     await sender.send(second)
 
-    assert intercom.calls == ["POST /contacts", *(["PUT /contacts/c1"] if written else [])]
+    assert intercom.calls == [
+        "GET /data_attributes?model=contact",
+        "POST /contacts",
+        *(["PUT /contacts/c1"] if written else []),
+    ]
     if written:
         assert intercom.bodies("PUT", "/contacts/c1") == [second.steps[0].body]  # type: ignore[union-attr]
     assert sender.stats == stats(skipped=0 if written else 1)
@@ -247,7 +257,9 @@ async def test_last_seen_resolution_counts_from_the_last_write(sender: IntercomS
     await sender.send(identify_plan(timestamp=NOW + 3800))  # skipped: 100 s after the last write
 
     assert intercom.calls == ["POST /contacts", "PUT /contacts/c1"]
-    assert intercom.bodies("PUT", "/contacts/c1") == [{"role": "user", "external_id": "u1", "last_seen_at": SEEN + 3700}]
+    assert intercom.bodies("PUT", "/contacts/c1") == [
+        {"role": "user", "external_id": "u1", "last_seen_at": SEEN + 3700}
+    ]
     assert sender.stats.unchanged_contacts_skipped == 2
 
 
@@ -273,8 +285,8 @@ async def test_identical_identify_is_skipped_even_with_no_resolution(
     sender = make_sender(last_seen_resolution_seconds=0.0)
     intercom.on("POST", "/contacts", contact("c1"))
 
-    await sender.send(identify_plan(plan="pro"))
-    await sender.send(identify_plan(plan="pro"))
+    await sender.send(identify_plan(name="Ada"))
+    await sender.send(identify_plan(name="Ada"))
 
     assert intercom.calls == ["POST /contacts"]
     assert sender.stats.unchanged_contacts_skipped == 1
@@ -285,8 +297,8 @@ async def test_going_back_to_earlier_traits_is_written(sender: IntercomSender, i
     intercom.on("POST", "/contacts", contact("c1"))
     intercom.on("PUT", "/contacts/c1", contact("c1"), contact("c1"))
 
-    for plan in ("a", "b", "a"):
-        await sender.send(identify_plan(plan=plan))
+    for name in ("a", "b", "a"):
+        await sender.send(identify_plan(name=name))
 
     assert intercom.calls == ["POST /contacts", "PUT /contacts/c1", "PUT /contacts/c1"]
     assert sender.stats.unchanged_contacts_skipped == 0
@@ -294,7 +306,7 @@ async def test_going_back_to_earlier_traits_is_written(sender: IntercomSender, i
 
 async def test_a_failed_write_is_not_remembered_as_sent(sender: IntercomSender, intercom: FakeIntercom) -> None:
     intercom.on("POST", "/contacts", error(500, "server_error", "oops"), contact("c1"))
-    plan = identify_plan(plan="pro")
+    plan = identify_plan(name="Ada")
 
     with pytest.raises(RetryableError):
         await sender.send(plan)
