@@ -4,14 +4,18 @@
 
 Each appender task appends batches of fresh 1 KB events in a loop and marks them complete at once (so the
 database stays small, as it does while Intercom keeps up). Every append waits for its group's fsync. Reported:
-events/s, commits/s, events per commit, append latency percentiles and CPU per event, with the default commit
-interval (the writer lingers up to 2 ms for as many callers as the previous group had) and without lingering.
+events/s, commits/s, events per commit, append latency percentiles and CPU per event (user + system, both
+threads), with the default commit interval (the writer lingers up to 2 ms for as many callers as the previous
+group had) and without lingering. Back-to-back appenders batch well without lingering (the event loop enqueues
+every ready caller before the writer thread gets the GIL); the think-time rows show what lingering buys when
+arrivals are spread out, as they are from separate clients.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import tempfile
 import time
@@ -29,6 +33,8 @@ class ProbeResult:
     appenders: int
     batch: int
     linger_seconds: float
+    think_ms: float
+    """Each appender waited a random 0..think_ms between appends (0: back to back)."""
     events_per_second: float
     commits_per_second: float
     events_per_commit: float
@@ -39,18 +45,21 @@ class ProbeResult:
 
 
 async def _probe(
-    directory: Path, *, appenders: int, batch: int, linger: float, seconds: float, payload: bytes
+    directory: Path, *, appenders: int, batch: int, linger: float, seconds: float, payload: bytes, think: float = 0.0
 ) -> ProbeResult:
     spool = SqliteSpool(directory, max_events=10**9, max_bytes=10**12, commit_interval_seconds=linger)
     await spool.open()
     latencies: list[float] = []
     stored = 0
     deadline = time.perf_counter() + seconds
+    rng = random.Random(7)
 
     async def appender(worker: int) -> None:
         nonlocal stored
         n = 0
         while time.perf_counter() < deadline:
+            if think:
+                await asyncio.sleep(rng.uniform(0.0, think))  # arrivals spread in time, as from separate clients
             entries = [
                 SpoolEntry(f"w{worker}-{n + i}", f"user-{(n + i) % 50}", payload, "0" * 32, time.time())
                 for i in range(batch)
@@ -60,7 +69,7 @@ async def _probe(
             seqs = await spool.append(entries)
             latencies.append(time.perf_counter() - started)
             stored += len(seqs)
-            await spool.complete([seq for seq in seqs if seq is not None])
+            spool.complete([seq for seq in seqs if seq is not None])
 
     commits_before = spool.commits
     started = time.perf_counter()
@@ -75,6 +84,7 @@ async def _probe(
         appenders=appenders,
         batch=batch,
         linger_seconds=linger,
+        think_ms=think * 1000,
         events_per_second=stored / elapsed,
         commits_per_second=commits / elapsed,
         events_per_commit=stored / max(commits, 1),
@@ -87,25 +97,25 @@ async def _probe(
 def measure_append_throughput(
     *, seconds: float = 1.0, payload_bytes: int = 1024, lingers: tuple[float, ...] = (0.002, 0.0)
 ) -> list[ProbeResult]:
-    """Run every combination of 1/4/16 appenders, 100/1-event batches and `lingers`, each in a fresh directory."""
+    """Every combination of 1/4/16 appenders, 100/1-event batches and `lingers`, back to back; then 16 appenders
+    of 1-event batches whose arrivals are spread by 0..1 ms and 0..5 ms of think time. Each in a fresh directory."""
     payload = b"x" * payload_bytes
+    runs = [(linger, batch, appenders, 0.0) for linger in lingers for batch in (100, 1) for appenders in (1, 4, 16)] + [
+        (linger, 1, 16, think) for think in (0.001, 0.005) for linger in lingers
+    ]
     results = []
-    for linger in lingers:
-        for batch in (100, 1):
-            for appenders in (1, 4, 16):
-                with tempfile.TemporaryDirectory(prefix="spool-probe-") as directory:
-                    results.append(
-                        asyncio.run(
-                            _probe(
-                                Path(directory),
-                                appenders=appenders,
-                                batch=batch,
-                                linger=linger,
-                                seconds=seconds,
-                                payload=payload,
-                            )
-                        )
-                    )
+    for linger, batch, appenders, think in runs:
+        with tempfile.TemporaryDirectory(prefix="spool-probe-") as directory:
+            probe = _probe(
+                Path(directory),
+                appenders=appenders,
+                batch=batch,
+                linger=linger,
+                seconds=seconds,
+                payload=payload,
+                think=think,
+            )
+            results.append(asyncio.run(probe))
     return results
 
 
@@ -115,14 +125,14 @@ def main() -> None:
     parser.add_argument("--payload-bytes", type=int, default=1024)
     arguments = parser.parse_args()
     print(
-        f"{'linger':>7} {'batch':>5} {'appenders':>9} {'events/s':>10} {'commits/s':>9} {'ev/commit':>9} "
-        f"{'p50 ms':>7} {'p99 ms':>7}"
+        f"{'linger':>6} {'think':>6} {'batch':>5} {'appenders':>9} {'events/s':>9} {'commits/s':>9} {'ev/commit':>9} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'CPU us/ev':>9}"
     )
     for r in measure_append_throughput(seconds=arguments.seconds, payload_bytes=arguments.payload_bytes):
         print(
-            f"{r.linger_seconds * 1000:>5.0f}ms {r.batch:>5} {r.appenders:>9} {r.events_per_second:>10,.0f} "
-            f"{r.commits_per_second:>9,.0f} {r.events_per_commit:>9.1f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
-            f"{r.cpu_us_per_event:>9.1f}"
+            f"{r.linger_seconds * 1000:>4.0f}ms {r.think_ms:>4.0f}ms {r.batch:>5} {r.appenders:>9} "
+            f"{r.events_per_second:>9,.0f} {r.commits_per_second:>9,.0f} {r.events_per_commit:>9.1f} "
+            f"{r.p50_ms:>7.2f} {r.p99_ms:>7.2f} {r.cpu_us_per_event:>9.1f}"
         )
 
 

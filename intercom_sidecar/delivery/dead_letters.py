@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_PURGE_CHUNK = 1000
 
 _COLUMNS = (
     "seq, message_id, user_key, payload, trace_id, accepted_at, dead_at, reason, status, code, attempts, outcomes"
@@ -78,8 +79,14 @@ class DeadLetterStore:
         return self._write(lambda: replay(self._conn, seqs, announce=True))
 
     def purge(self, where: DeadLetterFilter) -> int:
-        """Delete the dead letters matching `where`; how many were deleted."""
-        return self._write(lambda: purge(self._conn, where))
+        """Delete the dead letters matching `where`; how many were deleted.
+
+        Deletes 1000 per transaction, so a running sidecar never waits long for the write lock.
+        """
+        purged = 0
+        while deleted := self._write(lambda: purge(self._conn, where, _PURGE_CHUNK)):
+            purged += deleted
+        return purged
 
     def close(self) -> None:
         self._conn.close()
@@ -161,9 +168,13 @@ def replay(conn: sqlite3.Connection, seqs: Sequence[int], *, announce: bool) -> 
     return events
 
 
-def purge(conn: sqlite3.Connection, where: DeadLetterFilter) -> int:
+def purge(conn: sqlite3.Connection, where: DeadLetterFilter, limit: int = -1) -> int:
+    """Delete the dead letters matching `where` (the oldest `limit` of them; -1: all); how many were deleted."""
     condition, params = _where(where)
-    return conn.execute(f"DELETE FROM dead_letters WHERE {condition}", params).rowcount
+    return conn.execute(
+        f"DELETE FROM dead_letters WHERE seq IN (SELECT seq FROM dead_letters WHERE {condition} ORDER BY seq LIMIT ?)",
+        (*params, limit),
+    ).rowcount
 
 
 def _where(where: DeadLetterFilter) -> tuple[str, list[Any]]:

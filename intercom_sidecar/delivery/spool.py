@@ -154,8 +154,10 @@ class Spool(Protocol):
     """Where accepted events live until they are delivered or dead letters. Used from one event loop.
 
     `append` returns only once its entries are durable (a group commit shared with concurrent callers).
-    `complete`, `record_attempt`, `dead_letter` and `quarantine` return once their change is queued: it rides in
-    the next group commit, so a crash just before it can only cause a re-delivery, never a loss.
+    `complete`, `record_attempt`, `dead_letter` and `quarantine` are plain methods: they update the bounds at
+    once and queue their change for the next group commit without waiting for it, so they can be called from a
+    synchronous `done` callback and cannot be lost to a forgotten `await`. A crash before that commit undoes
+    them: the event is recovered and delivered again (Intercom dedupes data events by created_at), never lost.
     """
 
     async def open(self) -> Recovery:
@@ -165,23 +167,24 @@ class Spool(Protocol):
     async def append(self, entries: Sequence[SpoolEntry]) -> list[int | None]:
         """Store `entries`; the seq of each, or None for a duplicate message_id (seen within the dedupe window).
 
-        Raises QueueFullError, for the whole batch, when it would cross the events or bytes bound.
+        All or nothing: raises QueueFullError when the batch would cross the events or bytes bound (so a batch
+        larger than a bound is never taken), SpoolError when the write failed, ShuttingDownError after `close`.
         """
         ...
 
-    async def complete(self, seqs: Sequence[int]) -> None:
+    def complete(self, seqs: Sequence[int]) -> None:
         """The events were delivered or filtered: forget them."""
         ...
 
-    async def record_attempt(self, seq: int, outcome: str) -> None:
+    def record_attempt(self, seq: int, outcome: str) -> None:
         """Count one failed attempt and remember its outcome (for the dead letter, should it come to that)."""
         ...
 
-    async def dead_letter(self, seq: int, *, reason: str, status: int | None, code: str, attempts: int) -> None:
+    def dead_letter(self, seq: int, *, reason: str, status: int | None, code: str, attempts: int) -> None:
         """Give up on a pending event: move it, with its reason and recorded attempts, to the dead letters."""
         ...
 
-    async def quarantine(self, seq: int, reason: str) -> None:
+    def quarantine(self, seq: int, reason: str) -> None:
         """Move aside a pending event whose payload cannot be decoded."""
         ...
 

@@ -86,19 +86,19 @@ class MemorySpool:
             seqs.append(event.seq)
         return seqs
 
-    async def complete(self, seqs: Sequence[int]) -> None:
+    def complete(self, seqs: Sequence[int]) -> None:
         self._check_open()
         for seq in seqs:
             self._pop(seq)
 
-    async def record_attempt(self, seq: int, outcome: str) -> None:
+    def record_attempt(self, seq: int, outcome: str) -> None:
         self._check_open()
         pending = self._pending.get(seq)
         if pending is not None:
             pending.outcomes.append(Attempt(self._clock(), outcome))
             pending.event = replace(pending.event, attempts=pending.event.attempts + 1)
 
-    async def dead_letter(self, seq: int, *, reason: str, status: int | None, code: str, attempts: int) -> None:
+    def dead_letter(self, seq: int, *, reason: str, status: int | None, code: str, attempts: int) -> None:
         self._check_open()
         pending = self._pop(seq)
         if pending is None:
@@ -119,7 +119,7 @@ class MemorySpool:
             outcomes=tuple(pending.outcomes),
         )
 
-    async def quarantine(self, seq: int, reason: str) -> None:
+    def quarantine(self, seq: int, reason: str) -> None:
         """Drops the event: the memory spool has nowhere to keep it for a human."""
         self._check_open()
         self._pop(seq)

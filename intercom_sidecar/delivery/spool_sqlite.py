@@ -172,13 +172,13 @@ class SqliteSpool:
         result: list[int | None] = await writer.call(lambda conn, now: self._insert(conn, batch, now), settle)
         return result
 
-    async def complete(self, seqs: Sequence[int]) -> None:
+    def complete(self, seqs: Sequence[int]) -> None:
         writer = self._open_writer()
         done = [seq for seq in seqs if self._ledger.remove(seq)]
         if done:
             writer.post(lambda conn, now: conn.executemany("DELETE FROM pending WHERE seq = ?", [(s,) for s in done]))
 
-    async def record_attempt(self, seq: int, outcome: str) -> None:
+    def record_attempt(self, seq: int, outcome: str) -> None:
         writer = self._open_writer()
         at = self._clock()
         writer.post(
@@ -189,7 +189,7 @@ class SqliteSpool:
             )
         )
 
-    async def dead_letter(self, seq: int, *, reason: str, status: int | None, code: str, attempts: int) -> None:
+    def dead_letter(self, seq: int, *, reason: str, status: int | None, code: str, attempts: int) -> None:
         writer = self._open_writer()
         self._ledger.remove(seq)
         at = self._clock()
@@ -199,7 +199,7 @@ class SqliteSpool:
             )
         )
 
-    async def quarantine(self, seq: int, reason: str) -> None:
+    def quarantine(self, seq: int, reason: str) -> None:
         writer = self._open_writer()
         self._ledger.remove(seq)
         at = self._clock()
@@ -470,7 +470,7 @@ def _connect_and_recover(path: Path, moved_aside: tuple[Path, ...]) -> tuple[sql
         conn.execute("PRAGMA synchronous = FULL")
         problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
-            raise _CorruptError("; ".join(problems[:3]))
+            raise _CorruptError(" ".join(problems[:3]).replace("\n", " "))
         _migrate(conn, path)
         recovery = _recover(conn, moved_aside)
     except sqlite3.Error as error:

@@ -73,7 +73,7 @@ async def test_a_repeated_message_id_is_a_duplicate(make_spool: MakeSpool) -> No
 
     assert await spool.append([entry("m1")]) == [None]  # still pending
     assert await spool.append([entry("m2"), entry("m2"), entry("m3")]) == [2, None, 3]  # repeated in one batch
-    await spool.complete([1])
+    spool.complete([1])
     assert await spool.append([entry("m1")]) == [None]  # delivered, but within the window
     assert spool.depth() == (2, 20)
 
@@ -110,7 +110,7 @@ async def test_the_events_bound_refuses_a_whole_batch_until_room_is_made(make_sp
     assert await spool.append([entry("m3")]) == [3]
     with pytest.raises(QueueFullError):
         await spool.append([entry("m4")])
-    await spool.complete([1])
+    spool.complete([1])
     assert await spool.append([entry("m4")]) == [4]
 
 
@@ -123,7 +123,7 @@ async def test_the_bytes_bound_counts_payload_bytes(make_spool: MakeSpool) -> No
 
     assert await spool.append([entry("m3", size=20)]) == [3]
     assert spool.depth() == (3, 100)
-    await spool.dead_letter(1, reason="gone", status=404, code="not_found", attempts=1)
+    spool.dead_letter(1, reason="gone", status=404, code="not_found", attempts=1)
     assert spool.depth() == (2, 60)
     assert await spool.append([entry("m4", size=40)]) == [4]
 
@@ -149,8 +149,8 @@ async def test_complete_forgets_events_and_ignores_unknown_seqs(make_spool: Make
     spool = await make_spool()
     await spool.append([entry("m1"), entry("m2"), entry("m3")])
 
-    await spool.complete([1, 3, 99])
-    await spool.complete([1])
+    spool.complete([1, 3, 99])
+    spool.complete([1])
 
     assert spool.depth() == (1, 10)
 
@@ -160,12 +160,12 @@ async def test_a_dead_letter_keeps_the_event_its_reason_and_every_attempt(
 ) -> None:
     spool = await make_spool()
     await spool.append([entry("m1", "user-7")])
-    await spool.record_attempt(1, "intercom 503: busy")
+    spool.record_attempt(1, "intercom 503: busy")
     clock.advance(4.0)
-    await spool.record_attempt(1, "timeout")
+    spool.record_attempt(1, "timeout")
     clock.advance(1.0)
 
-    await spool.dead_letter(1, reason="retries exhausted after 3 attempts", status=503, code="busy", attempts=3)
+    spool.dead_letter(1, reason="retries exhausted after 3 attempts", status=503, code="busy", attempts=3)
 
     assert spool.depth() == (0, 0)
     [letter] = await spool.list_dead_letters()
@@ -188,8 +188,8 @@ async def test_a_transport_failure_dead_letter_has_no_status(make_spool: MakeSpo
     spool = await make_spool()
     await spool.append([entry("m1")])
 
-    await spool.dead_letter(1, reason="connect error", status=None, code="connect", attempts=1)
-    await spool.dead_letter(1, reason="twice", status=None, code="x", attempts=1)  # no longer pending: ignored
+    spool.dead_letter(1, reason="connect error", status=None, code="connect", attempts=1)
+    spool.dead_letter(1, reason="twice", status=None, code="x", attempts=1)  # no longer pending: ignored
 
     [letter] = await spool.list_dead_letters()
     assert (letter.status, letter.code, letter.outcomes) == (None, "connect", ())
@@ -201,7 +201,7 @@ async def _bury(spool: Spool, clock: FakeClock) -> None:
     kinds.append(("u2", "intercom 404 not_found: Contact Not Found"))
     await spool.append([entry(f"m{n}", user) for n, (user, _) in enumerate(kinds, 1)])
     for seq, (_, reason) in enumerate(kinds, 1):
-        await spool.dead_letter(seq, reason=reason, status=None, code="", attempts=1)
+        spool.dead_letter(seq, reason=reason, status=None, code="", attempts=1)
         clock.advance(10.0)
 
 
@@ -243,8 +243,8 @@ async def test_purge_deletes_the_matching_dead_letters(make_spool: MakeSpool, cl
 async def test_replay_puts_dead_letters_back_after_every_pending_event(make_spool: MakeSpool) -> None:
     spool = await make_spool()
     await spool.append([entry("m1"), entry("m2"), entry("m3")])
-    await spool.record_attempt(2, "timeout")
-    await spool.dead_letter(2, reason="retries exhausted", status=None, code="timeout", attempts=5)
+    spool.record_attempt(2, "timeout")
+    spool.dead_letter(2, reason="retries exhausted", status=None, code="timeout", attempts=5)
     await spool.append([entry("m4")])
 
     replayed = await spool.replay([2, 77])
@@ -260,7 +260,7 @@ async def test_quarantine_takes_an_event_out_of_pending(make_spool: MakeSpool) -
     spool = await make_spool()
     await spool.append([entry("m1"), entry("m2")])
 
-    await spool.quarantine(1, "payload does not decode")
+    spool.quarantine(1, "payload does not decode")
 
     assert spool.depth() == (1, 10)
     assert await spool.list_dead_letters() == []
@@ -275,7 +275,7 @@ async def test_after_close_every_call_says_shutting_down(make_spool: MakeSpool) 
     with pytest.raises(ShuttingDownError):
         await spool.append([entry("m2")])
     with pytest.raises(ShuttingDownError):
-        await spool.complete([1])
+        spool.complete([1])
     with pytest.raises(ShuttingDownError):
         await spool.list_dead_letters()
 
