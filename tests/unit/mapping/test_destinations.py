@@ -1,4 +1,4 @@
-"""Selective destinations (`integrations`) and the call types that are not sent to Intercom."""
+"""Selective destinations (`integrations`), applied to every call type before it is mapped."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from intercom_sidecar.mapping import Plan, Skip, map_event
+from intercom_sidecar.config import MappingConfig
+from intercom_sidecar.mapping import AttachCompany, ContactRef, Plan, Skip, UpsertCompany, map_event
 from intercom_sidecar.mapping.destinations import filter_reason
 from intercom_sidecar.model.events import Alias, Call, Event, Group, Identify, JsonObject, Page, Screen, Track
 
@@ -70,34 +71,58 @@ def event(call: Call, integrations: JsonObject | None = None) -> Event:
     )
 
 
+GROUP_PLAN = Plan(
+    steps=(
+        UpsertCompany(
+            company_id="g1",
+            body={"company_id": "g1", "name": "Acme", "update_last_request_at": True},
+            attribute_types={},
+        ),
+        AttachCompany(contact=ContactRef(external_id="u1", email=None), company_id="g1"),
+    )
+)
+
+
 @pytest.mark.parametrize(
     ("call", "expected"),
     [
-        (Page(name="Home", category="", properties={}), "page"),
-        (Screen(name="Home", category="", properties={}), "screen"),
-        (Group(group_id="g1", traits={"name": "Acme"}), "group"),
-        (Alias(previous_id="old"), "alias"),
+        (
+            Page(name="Home", category="", properties={}),
+            Skip("page: not sent to Intercom (INTERCOM_SIDECAR_PAGE_MODE is ignore)"),
+        ),
+        (
+            Screen(name="Home", category="", properties={}),
+            Skip("screen: not sent to Intercom (INTERCOM_SIDECAR_PAGE_MODE is ignore)"),
+        ),
+        (Group(group_id="g1", traits={"name": "Acme"}), GROUP_PLAN),
+        (Alias(previous_id="old"), Skip("alias: not sent (leads are disabled, so there is no lead to merge)")),
     ],
     ids=["page", "screen", "group", "alias"],
 )
-def test_unsupported_calls_are_skipped(call: Call, expected: str) -> None:
-    assert map_event(event(call)) == Skip(
-        f"{expected}: not sent to Intercom by this version of the sidecar (identify and track are)"
-    )
+def test_default_options_for_the_other_calls(call: Call, expected: Plan | Skip) -> None:
+    """page/screen are ignored and alias needs leads, by default; group is always mapped."""
+    assert map_event(event(call)) == expected
 
 
-@pytest.mark.parametrize(
-    "call",
-    [Identify(traits={}), Track(event="Signed Up", properties={}), Page(name="", category="", properties={})],
-    ids=["identify", "track", "page"],
-)
+EVERY_CALL = [
+    Identify(traits={}),
+    Track(event="Signed Up", properties={}),
+    Page(name="", category="", properties={}),
+    Screen(name="", category="", properties={}),
+    Group(group_id="g1", traits={}),
+    Alias(previous_id="old"),
+]
+EVERY_CALL_IDS = ["identify", "track", "page", "screen", "group", "alias"]
+EVERYTHING_ON = MappingConfig(page_mode="event", leads=True)
+
+
+@pytest.mark.parametrize("call", EVERY_CALL, ids=EVERY_CALL_IDS)
 def test_integrations_filter_comes_before_mapping(call: Call) -> None:
-    assert map_event(event(call, {"Intercom": False})) == Skip("integrations.Intercom is false")
-    assert map_event(event(call, {"All": False})) == Skip(ALL_OFF)
+    assert map_event(event(call, {"Intercom": False}), EVERYTHING_ON) == Skip("integrations.Intercom is false")
+    assert map_event(event(call, {"All": False}), EVERYTHING_ON) == Skip(ALL_OFF)
 
 
-@pytest.mark.parametrize(
-    "call", [Identify(traits={}), Track(event="Signed Up", properties={})], ids=["identify", "track"]
-)
+@pytest.mark.parametrize("call", EVERY_CALL, ids=EVERY_CALL_IDS)
 def test_enabled_events_are_planned(call: Call) -> None:
-    assert isinstance(map_event(event(call, {"All": False, "Intercom": {"user_hash": "h"}})), Plan)
+    """No identity secret is configured: the user_hash is not checked."""
+    assert isinstance(map_event(event(call, {"All": False, "Intercom": {"user_hash": "h"}}), EVERYTHING_ON), Plan)
