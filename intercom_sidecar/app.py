@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import grpc
 import httpx
@@ -19,11 +20,16 @@ from intercom_sidecar._generated.intercom_sidecar.v1 import service_pb2, service
 from intercom_sidecar.config import Config
 from intercom_sidecar.delivery.clock import Clock
 from intercom_sidecar.delivery.pipeline import Pipeline
-from intercom_sidecar.errors import ConfigError
+from intercom_sidecar.delivery.spool import Spool, SpooledEvent, SpoolError
+from intercom_sidecar.delivery.spool_memory import MemorySpool
+from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
+from intercom_sidecar.delivery.spooler import Spooler
+from intercom_sidecar.errors import ConfigError, InvalidEventError
 from intercom_sidecar.intake import Intake
 from intercom_sidecar.intercom.client import IntercomClient
 from intercom_sidecar.intercom.sender import IntercomSender
-from intercom_sidecar.model.from_proto import DecodeLimits
+from intercom_sidecar.mapping import Skip, map_event
+from intercom_sidecar.model.from_proto import DecodeLimits, event_from_bytes
 from intercom_sidecar.server.servicer import EventServicer
 from intercom_sidecar.telemetry import names
 from intercom_sidecar.telemetry.setup import make_tracer_provider
@@ -58,6 +64,8 @@ class App:
         self._clock = clock
         self._client: IntercomClient | None = None
         self._pipeline: Pipeline | None = None
+        self._spooler: Spooler | None = None
+        self.spool: Spool | None = None
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
         self.health_port = 0
@@ -78,10 +86,23 @@ class App:
         config = self.config
         self._client = IntercomClient(config.intercom, transport=self._transport)
         self.sender = IntercomSender(self._client, config.intercom)
+        self.spool = _make_spool(config)
+        try:
+            recovery = await self.spool.open()
+        except SpoolError as error:
+            await self._client.aclose()
+            raise ConfigError("INTERCOM_SIDECAR_SPOOL_DIR", str(error)) from None
         self._pipeline = Pipeline(self.sender, config.queue, config.retry, clock=self._clock)
         self._pipeline.start()
-        intake = Intake(self._pipeline, self._tracer_provider.get_tracer(names.TRACER_NAME), config.mapping)
+        self._spooler = Spooler(self.spool, self._pipeline)
         limits = DecodeLimits(config.limits.max_event_bytes, config.limits.max_future_seconds)
+        self._recover(recovery.pending, limits)
+        intake = Intake(
+            self._spooler,
+            self._tracer_provider.get_tracer(names.TRACER_NAME),
+            config.mapping,
+            durable=config.spool.kind == "sqlite",
+        )
 
         server = grpc.aio.server(
             options=[
@@ -109,6 +130,7 @@ class App:
                 )
         except ConfigError:
             await self._pipeline.shutdown(0)
+            await self.spool.close()
             await self._client.aclose()
             raise
         await server.start()
@@ -130,8 +152,11 @@ class App:
         started = asyncio.get_running_loop().time()
         # 1. Readiness off at once, so the pod stops being sent new work.
         await self._health.enter_graceful_shutdown()
-        # 2. New events get RETRY_LATER from here on; the queue is delivered for up to the grace period, which
-        #    also settles every ack that delivered-mode callers are waiting for.
+        # 2. New events get RETRY_LATER from here on (appends under way finish: those events are durable); the
+        #    queue is delivered for up to the grace period, which also settles every ack that delivered-mode
+        #    callers are waiting for. What is left stays in the spool for the next start.
+        if self._spooler is not None:
+            await self._spooler.close()
         if self._pipeline is not None:
             await self._pipeline.shutdown(grace)
         # 3. Open streams write the acks they owe and end; the server stops with what is left of the grace.
@@ -142,11 +167,30 @@ class App:
             await self._server.stop(max(remaining, _MIN_RPC_GRACE_SECONDS))
         if self._health_server is not None:
             await self._health_server.stop(0)
+        if self.spool is not None:
+            await self.spool.close()
         if self._client is not None:
             await self._client.aclose()
         # 4. Last, flush telemetry so the spans of the final deliveries are exported.
         self._tracer_provider.shutdown()
         self._stopped.set()
+
+    def _recover(self, pending: Sequence[SpooledEvent], limits: DecodeLimits) -> None:
+        """Queue what the spool held at start, in acceptance order, mapped with today's settings."""
+        assert self.spool is not None and self._spooler is not None
+        for spooled in pending:
+            try:
+                event = event_from_bytes(spooled.payload, now=spooled.accepted_at, limits=limits)
+                plan = map_event(event, self.config.mapping)
+            except InvalidEventError as error:
+                self.spool.quarantine(spooled.seq, str(error))
+                continue
+            if isinstance(plan, Skip):
+                self.spool.complete([spooled.seq])
+            else:
+                self._spooler.recover(spooled, plan)
+        if pending:
+            _log.info("Recovered %d events from the spool.", len(pending))
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -157,6 +201,23 @@ class App:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+def _make_spool(config: Config) -> Spool:
+    if config.spool.kind == "memory":
+        return MemorySpool(
+            max_events=config.queue.max_events,
+            max_bytes=config.spool.max_bytes,
+            dedupe_window_seconds=config.spool.dedupe_window_seconds,
+            full_retry_after_seconds=config.queue.full_retry_after_seconds,
+        )
+    return SqliteSpool(
+        config.spool.directory,
+        max_events=config.queue.max_events,
+        max_bytes=config.spool.max_bytes,
+        dedupe_window_seconds=config.spool.dedupe_window_seconds,
+        full_retry_after_seconds=config.queue.full_retry_after_seconds,
+    )
 
 
 def _bind(server: grpc.aio.Server, address: str, key: str) -> int:

@@ -21,6 +21,7 @@ from intercom_sidecar.errors import ConfigError
 __all__ = [
     "PAGE_MODES",
     "REGION_URLS",
+    "SPOOL_KINDS",
     "Config",
     "IntercomConfig",
     "LimitsConfig",
@@ -29,6 +30,7 @@ __all__ = [
     "RetryConfig",
     "Secret",
     "ServerConfig",
+    "SpoolConfig",
     "load_config",
 ]
 
@@ -97,6 +99,25 @@ class QueueConfig:
     full_retry_after_seconds: float = 1.0
 
 
+SPOOL_KINDS = ("sqlite", "memory")
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolConfig:
+    kind: str = "sqlite"
+    """`sqlite` (durable, the default) or `memory` (lost on a crash)."""
+    directory: Path = field(default_factory=lambda: _default_spool_directory(os.environ))
+    max_bytes: int = 256 * 1024 * 1024
+    """Payload bytes of pending events; with QueueConfig.max_events, the spool's bound."""
+    dedupe_window_seconds: float = 24 * 3600.0
+
+
+def _default_spool_directory(env: Mapping[str, str]) -> Path:
+    state = env.get("XDG_STATE_HOME", "").strip()
+    base = Path(state) if state else Path.home() / ".local" / "state"
+    return base / "intercom-sidecar" / "spool"
+
+
 @dataclass(frozen=True, slots=True)
 class RetryConfig:
     initial_backoff_seconds: float = 0.5
@@ -136,6 +157,7 @@ class Config:
     retry: RetryConfig = field(default_factory=RetryConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     mapping: MappingConfig = field(default_factory=MappingConfig)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
 
     def replace(self, **changes: object) -> Config:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -180,6 +202,14 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             max_event_bytes=reader.get("INTERCOM_SIDECAR_MAX_EVENT_BYTES", int, 32 * 1024, _positive),
             max_future_seconds=reader.get("INTERCOM_SIDECAR_MAX_FUTURE_SECONDS", float, 24 * 3600.0, _not_negative),
         ),
+        spool=SpoolConfig(
+            kind=reader.get("INTERCOM_SIDECAR_SPOOL", str, "sqlite", _one_of(SPOOL_KINDS)),
+            directory=reader.get("INTERCOM_SIDECAR_SPOOL_DIR", Path, _default_spool_directory(env), _any),
+            max_bytes=reader.get("INTERCOM_SIDECAR_SPOOL_MAX_BYTES", int, 256 * 1024 * 1024, _positive),
+            dedupe_window_seconds=reader.get(
+                "INTERCOM_SIDECAR_DEDUPE_WINDOW_SECONDS", float, 24 * 3600.0, _not_negative
+            ),
+        ),
         mapping=MappingConfig(
             page_mode=reader.get("INTERCOM_SIDECAR_PAGE_MODE", str, "ignore", _one_of(PAGE_MODES)),
             leads=reader.get("INTERCOM_SIDECAR_LEADS", _boolean, False, _any),
@@ -192,6 +222,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             "INTERCOM_SIDECAR_RETRY_MAX_BACKOFF_SECONDS",
             "must be at least INTERCOM_SIDECAR_RETRY_INITIAL_BACKOFF_SECONDS",
         )
+    if config.spool.max_bytes < config.limits.max_event_bytes:
+        raise ConfigError("INTERCOM_SIDECAR_SPOOL_MAX_BYTES", "must be at least INTERCOM_SIDECAR_MAX_EVENT_BYTES")
     if config.limits.max_event_bytes > config.server.max_message_bytes:
         raise ConfigError("INTERCOM_SIDECAR_MAX_EVENT_BYTES", "must not exceed INTERCOM_SIDECAR_MAX_MESSAGE_BYTES")
     return config

@@ -1,22 +1,25 @@
 """Intake: one event in, one acknowledgement out, whatever the transport.
 
-    span -> decode (validate) -> map -> pipeline.submit -> ACCEPTED now, or the final outcome later
+    span -> decode (validate) -> map -> spool (durable) -> pipeline -> ACCEPTED, or later the final outcome
 
-Each event gets its own span (`intercom_sidecar.event`); the ack carries that span's trace id. Bad input never
-raises out of here: it becomes the event's ack.
+Each event gets its own span (`intercom_sidecar.event`), ended when its outcome is known; the ack carries that
+span's trace id. Bad input never raises out of here: it becomes the event's ack.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from intercom_sidecar.config import MappingConfig
-from intercom_sidecar.delivery.pipeline import Abandoned, Delivered, Outcome, Pipeline, Rejected
+from intercom_sidecar.delivery.pipeline import Abandoned, Delivered, Outcome, Rejected
+from intercom_sidecar.delivery.spool import SpoolEntry, SpoolError
+from intercom_sidecar.delivery.spooler import Spooler
 from intercom_sidecar.errors import InvalidEventError, QueueFullError, ShuttingDownError
 from intercom_sidecar.mapping import Skip, map_event
 from intercom_sidecar.model.acks import AckInfo, AckStatus
@@ -27,68 +30,113 @@ __all__ = ["Intake"]
 
 _log = logging.getLogger(__name__)
 
+_SPOOL_ERROR_RETRY_AFTER = 1.0
+_DUPLICATE = "message_id was already accepted within the dedupe window; not sent again"
+
 
 class Intake:
-    def __init__(self, pipeline: Pipeline, tracer: Tracer, mapping: MappingConfig) -> None:
-        self._pipeline = pipeline
+    def __init__(
+        self,
+        spooler: Spooler,
+        tracer: Tracer,
+        mapping: MappingConfig,
+        *,
+        durable: bool,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._spooler = spooler
         self._tracer = tracer
         self._mapping = mapping
+        self._durable = durable
+        self._clock = clock
 
     def submit(
-        self, message_id: str, decode: Callable[[], Event], *, wait: bool, parent: Context | None = None
+        self,
+        message_id: str,
+        decode: Callable[[float], Event],
+        payload: Callable[[], bytes],
+        *,
+        wait: bool,
+        parent: Context | None = None,
     ) -> AckInfo | asyncio.Future[AckInfo]:
-        """Take one event. Returns its ack now, or (when `wait` and it was queued) a future of its final ack."""
+        """Take one event: its ack now (not queued), or a future of its ack (ACCEPTED once durable, or with
+        `wait` the final outcome). `decode(now)` validates; `payload()` is what the spool keeps."""
         span = self._tracer.start_span(names.SPAN_EVENT, context=parent, attributes={names.ATTR_MESSAGE_ID: message_id})
-        trace_id = format(span.get_span_context().trace_id, "032x")
+        ack = _Ack(span, message_id, format(span.get_span_context().trace_id, "032x"), self._durable)
+        now = self._clock()
         try:
-            event = decode()
+            event = decode(now)
             span.set_attribute(names.ATTR_CALL_TYPE, event.type)
             plan = map_event(event, self._mapping)
             if isinstance(plan, Skip):
-                return _finish(span, AckInfo(message_id, AckStatus.FILTERED, trace_id, plan.reason))
-            future: asyncio.Future[AckInfo] | None = asyncio.get_running_loop().create_future() if wait else None
-            self._pipeline.submit(event.user_key, plan, _on_outcome(span, message_id, trace_id, future))
+                return ack.finish(AckStatus.FILTERED, plan.reason)
+            entry = SpoolEntry(message_id, event.user_key, payload(), ack.trace_id, now)
+            appended = self._spooler.accept(entry, plan, ack.on_outcome)
         except InvalidEventError as error:
-            return _finish(span, AckInfo(message_id, AckStatus.INVALID, trace_id, str(error)))
-        except (QueueFullError, ShuttingDownError) as error:
-            return _finish(
-                span, AckInfo(message_id, AckStatus.RETRY_LATER, trace_id, str(error), retry_after=error.retry_after)
-            )
+            return ack.finish(AckStatus.INVALID, str(error))
+        except ShuttingDownError as error:
+            return ack.finish(AckStatus.RETRY_LATER, str(error), retry_after=error.retry_after)
         except Exception as error:  # a bug: this event is rejected, the stream and the process stay up
             _log.exception("Unexpected error while taking an event.")
             span.record_exception(error)
-            return _finish(span, AckInfo(message_id, AckStatus.REJECTED, trace_id, "internal error"))
-        if future is not None:
-            return future
-        return AckInfo(message_id, AckStatus.ACCEPTED, trace_id)
+            return ack.finish(AckStatus.REJECTED, "internal error")
+        return ack.after(appended, wait=wait)
 
 
-def _on_outcome(
-    span: Span, message_id: str, trace_id: str, future: asyncio.Future[AckInfo] | None
-) -> Callable[[Outcome], None]:
-    def done(outcome: Outcome) -> None:
-        ack = _finish(span, _ack_for(outcome, message_id, trace_id))
-        if future is not None and not future.done():
-            future.set_result(ack)
+class _Ack:
+    """The acknowledgement of one event, and the end of its span."""
 
-    return done
+    def __init__(self, span: Span, message_id: str, trace_id: str, durable: bool) -> None:
+        self.span = span
+        self.message_id = message_id
+        self.trace_id = trace_id
+        self._durable = durable
+        self._future: asyncio.Future[AckInfo] | None = None
+        self._wait = False
 
+    def after(self, appended: asyncio.Future[int | None], *, wait: bool) -> asyncio.Future[AckInfo]:
+        self._wait = wait
+        self._future = asyncio.get_running_loop().create_future()
+        appended.add_done_callback(self._on_appended)
+        return self._future
 
-def _ack_for(outcome: Outcome, message_id: str, trace_id: str) -> AckInfo:
-    if isinstance(outcome, Delivered):
-        return AckInfo(message_id, AckStatus.DELIVERED, trace_id)
-    if isinstance(outcome, Rejected):
-        return AckInfo(message_id, AckStatus.REJECTED, trace_id, outcome.error.reason)
-    if isinstance(outcome, Abandoned):
-        return AckInfo(message_id, AckStatus.RETRY_LATER, trace_id, outcome.reason, retry_after=1.0)
-    raise AssertionError(f"unknown outcome {outcome!r}")
+    def _on_appended(self, appended: asyncio.Future[int | None]) -> None:
+        error = appended.exception()
+        if isinstance(error, QueueFullError | ShuttingDownError):
+            self._resolve(self.finish(AckStatus.RETRY_LATER, str(error), retry_after=error.retry_after))
+        elif isinstance(error, SpoolError):
+            _log.error("The spool could not store events: %s", error)
+            reason = "the spool could not store the event"
+            self._resolve(self.finish(AckStatus.RETRY_LATER, reason, retry_after=_SPOOL_ERROR_RETRY_AFTER))
+        elif error is not None:
+            _log.error("Unexpected error while spooling an event.", exc_info=error)
+            self._resolve(self.finish(AckStatus.REJECTED, "internal error"))
+        elif appended.result() is None:
+            self._resolve(self.finish(AckStatus.DUPLICATE, _DUPLICATE))
+        elif not self._wait:
+            self._resolve(AckInfo(self.message_id, AckStatus.ACCEPTED, self.trace_id))
 
+    def on_outcome(self, outcome: Outcome) -> None:
+        if isinstance(outcome, Delivered):
+            ack = self.finish(AckStatus.DELIVERED)
+        elif isinstance(outcome, Rejected):
+            ack = self.finish(AckStatus.REJECTED, outcome.error.reason)
+        elif isinstance(outcome, Abandoned) and self._durable:
+            ack = self.finish(AckStatus.ACCEPTED, "kept in the spool; delivery continues after the restart")
+        else:
+            ack = self.finish(AckStatus.RETRY_LATER, outcome.reason, retry_after=1.0)
+        if self._wait:
+            self._resolve(ack)
 
-def _finish(span: Span, ack: AckInfo) -> AckInfo:
-    span.set_attribute(names.ATTR_ACK_STATUS, ack.status.value)
-    if ack.reason:
-        span.set_attribute(names.ATTR_OUTCOME_REASON, ack.reason)
-    if ack.status in (AckStatus.INVALID, AckStatus.REJECTED):
-        span.set_status(Status(StatusCode.ERROR, ack.reason))
-    span.end()
-    return ack
+    def finish(self, status: AckStatus, reason: str = "", *, retry_after: float | None = None) -> AckInfo:
+        self.span.set_attribute(names.ATTR_ACK_STATUS, status.value)
+        if reason:
+            self.span.set_attribute(names.ATTR_OUTCOME_REASON, reason)
+        if status in (AckStatus.INVALID, AckStatus.REJECTED):
+            self.span.set_status(Status(StatusCode.ERROR, reason))
+        self.span.end()
+        return AckInfo(self.message_id, status, self.trace_id, reason, retry_after)
+
+    def _resolve(self, ack: AckInfo) -> None:
+        if self._future is not None and not self._future.done():
+            self._future.set_result(ack)

@@ -19,7 +19,7 @@ from intercom_sidecar.config import QueueConfig, RetryConfig
 from intercom_sidecar.delivery.clock import Clock, SystemClock
 from intercom_sidecar.delivery.queue import SendQueue
 from intercom_sidecar.delivery.retry import deliver_with_retries
-from intercom_sidecar.errors import DeliveryError, InternalError
+from intercom_sidecar.errors import DeliveryError, InternalError, RetryableError
 from intercom_sidecar.mapping.plan import Plan
 
 __all__ = ["Abandoned", "Delivered", "Outcome", "Pipeline", "Rejected", "Sender"]
@@ -41,6 +41,7 @@ class Delivered:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     error: DeliveryError
+    attempts: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +132,21 @@ class Pipeline:
             _report(job, outcome)
 
     async def _deliver(self, plan: Plan) -> Outcome:
+        retries = 0
+
+        def count(attempt: int, error: RetryableError, delay: float) -> None:
+            nonlocal retries
+            retries = attempt
+
         try:
             attempts = await deliver_with_retries(
-                lambda: self._sender.send(plan), policy=self._retry, clock=self._clock, rng=self._rng
+                lambda: self._sender.send(plan), policy=self._retry, clock=self._clock, rng=self._rng, on_retry=count
             )
         except DeliveryError as error:
-            return Rejected(error)
+            return Rejected(error, attempts=retries + 1)
         except Exception as error:  # a bug: keep the worker alive, reject the one event
             _log.exception("Unexpected error while delivering an event.")
-            return Rejected(InternalError(f"internal error ({type(error).__name__})", code="internal"))
+            return Rejected(InternalError(f"internal error ({type(error).__name__})", code="internal"), retries + 1)
         return Delivered(attempts)
 
     def _abandon_queued(self) -> int:

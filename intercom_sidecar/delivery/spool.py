@@ -192,6 +192,10 @@ class Spool(Protocol):
         """Pending events and their payload bytes."""
         ...
 
+    def room(self) -> tuple[int, int]:
+        """Events and payload bytes an append could still take now."""
+        ...
+
     async def close(self) -> None:
         """Write what is queued and release the spool. Idempotent; later calls raise ShuttingDownError."""
         ...
@@ -235,6 +239,13 @@ class PendingLedger:
     def depth(self) -> tuple[int, int]:
         return len(self._sizes), self._bytes
 
+    def room(self) -> tuple[int, int]:
+        """Events and bytes an append could still take now (appends waiting for their commit count as taken)."""
+        return (
+            self._max_events - len(self._sizes) - self._reserved_events,
+            self._max_bytes - self._bytes - self._reserved_bytes,
+        )
+
     def reserve(self, entries: Sequence[SpoolEntry]) -> int:
         """Hold room for `entries` until `release`; returns their bytes. Raises QueueFullError, holding nothing."""
         events = len(entries)
@@ -243,9 +254,11 @@ class PendingLedger:
             len(self._sizes) + self._reserved_events + events > self._max_events
             or self._bytes + self._reserved_bytes + size > self._max_bytes
         ):
+            taken_events = len(self._sizes) + self._reserved_events
+            taken_bytes = self._bytes + self._reserved_bytes
             raise QueueFullError(
-                f"the spool is full ({len(self._sizes)} events, {self._bytes} bytes pending; "
-                f"bounds {self._max_events} events, {self._max_bytes} bytes)",
+                f"the spool is full ({taken_events} of {self._max_events} events, "
+                f"{taken_bytes} of {self._max_bytes} bytes)",
                 retry_after=self._full_retry_after,
             )
         self._reserved_events += events

@@ -127,6 +127,9 @@ class MemorySpool:
     def depth(self) -> tuple[int, int]:
         return self._ledger.depth()
 
+    def room(self) -> tuple[int, int]:
+        return self._ledger.room()
+
     async def close(self) -> None:
         self._state = "closed"
 

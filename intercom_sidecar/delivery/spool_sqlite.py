@@ -208,6 +208,9 @@ class SqliteSpool:
     def depth(self) -> tuple[int, int]:
         return self._ledger.depth()
 
+    def room(self) -> tuple[int, int]:
+        return self._ledger.room()
+
     async def close(self) -> None:
         if self._closed:
             return

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf.message import DecodeError
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
 from intercom_sidecar.errors import InvalidEventError
 from intercom_sidecar.model.events import Alias, Call, Event, Group, Identify, Page, Screen, Track
 
-__all__ = ["MAX_ID_CHARS", "DecodeLimits", "event_from_proto", "struct_to_dict"]
+__all__ = ["MAX_ID_CHARS", "DecodeLimits", "event_from_bytes", "event_from_proto", "struct_to_dict"]
 
 MAX_ID_CHARS = 255
 """The longest message_id, user_id, anonymous_id, group_id or previous_id accepted."""
@@ -56,6 +57,15 @@ def event_from_proto(message: event_pb2.Event, *, now: float, limits: DecodeLimi
         context=_struct("context", message.context),
         integrations=_struct("integrations", message.integrations),
     )
+
+
+def event_from_bytes(payload: bytes, *, now: float, limits: DecodeLimits) -> Event:
+    """An event kept as serialized protobuf (the spool's payload), validated as when it was received at `now`."""
+    try:
+        message = event_pb2.Event.FromString(payload)
+    except DecodeError:
+        raise InvalidEventError("event", "is not a valid serialized intercom_sidecar.v1.Event") from None
+    return event_from_proto(message, now=now, limits=limits)
 
 
 def _call(message: event_pb2.Event) -> Call:

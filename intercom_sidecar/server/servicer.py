@@ -7,8 +7,7 @@ and W3C `traceparent`/`tracestate` make each event's span a child of the caller'
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 from opentelemetry.context import Context
@@ -38,12 +37,10 @@ class EventServicer(service_pb2_grpc.EventServiceServicer):
         limits: DecodeLimits,
         *,
         identity_secret: Secret | None = None,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._intake = intake
         self._identity_secret = identity_secret
         self._limits = limits
-        self._clock = clock
         self._readers: set[asyncio.Task[None]] = set()
         self._closing = False
 
@@ -120,10 +117,10 @@ class EventServicer(service_pb2_grpc.EventServiceServicer):
     def _submit(
         self, message: event_pb2.Event, wait: bool, parent: Context | None
     ) -> AckInfo | asyncio.Future[AckInfo]:
-        def decode() -> Event:
-            return event_from_proto(message, now=self._clock(), limits=self._limits)
+        def decode(now: float) -> Event:
+            return event_from_proto(message, now=now, limits=self._limits)
 
-        return self._intake.submit(message.message_id, decode, wait=wait, parent=parent)
+        return self._intake.submit(message.message_id, decode, message.SerializeToString, wait=wait, parent=parent)
 
 
 async def _call_options(context: grpc.aio.ServicerContext[object, object]) -> tuple[bool, Context | None]:

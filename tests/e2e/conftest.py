@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -13,7 +14,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import service_pb2_grpc
 from intercom_sidecar.app import App
-from intercom_sidecar.config import Config, IntercomConfig, QueueConfig, RetryConfig, Secret, ServerConfig
+from intercom_sidecar.config import (
+    Config,
+    IntercomConfig,
+    QueueConfig,
+    RetryConfig,
+    Secret,
+    ServerConfig,
+    SpoolConfig,
+)
 from intercom_sidecar.fake import FakeIntercom
 from intercom_sidecar.telemetry.setup import make_tracer_provider
 from tests.openapi_schemas import validate_ledger_requests
@@ -43,25 +52,28 @@ async def fake_intercom() -> AsyncIterator[FakeIntercom]:
     validate_ledger_requests(fake.ledger)
 
 
-def sidecar_config(fake: FakeIntercom, **sections: Any) -> Config:
-    """A config pointing at `fake`, listening on an ephemeral loopback port, with fast retries."""
+def sidecar_config(fake: FakeIntercom, spool_dir: Path, **sections: Any) -> Config:
+    """A config pointing at `fake`, listening on an ephemeral loopback port, with fast retries and a durable
+    spool in `spool_dir`."""
     config = Config(
         intercom=IntercomConfig(token=Secret(fake.token), base_url=fake.url, timeout_seconds=5.0),
         server=ServerConfig(listen="127.0.0.1:0", shutdown_grace_seconds=5.0),
         queue=QueueConfig(max_events=1000, workers=4),
         retry=RetryConfig(initial_backoff_seconds=0.01, max_backoff_seconds=0.05, max_elapsed_seconds=5.0),
+        spool=SpoolConfig(kind="sqlite", directory=spool_dir),
     )
     return dataclasses.replace(config, **sections)
 
 
 @pytest.fixture
-async def start_sidecar(fake_intercom: FakeIntercom) -> AsyncIterator[SidecarFactory]:
+async def start_sidecar(fake_intercom: FakeIntercom, tmp_path: Path) -> AsyncIterator[SidecarFactory]:
     started: list[Sidecar] = []
 
     async def start(**sections: Any) -> Sidecar:
         spans = InMemorySpanExporter()
         provider = make_tracer_provider({}, processors=(SimpleSpanProcessor(spans),))
-        app = App(sidecar_config(fake_intercom, **sections), tracer_provider=provider)
+        spool_dir = tmp_path / f"spool-{len(started)}"
+        app = App(sidecar_config(fake_intercom, spool_dir, **sections), tracer_provider=provider)
         await app.start()
         target = f"127.0.0.1:{app.port}"
         channel = grpc.aio.insecure_channel(target)

@@ -23,8 +23,13 @@ COMMAND = [sys.executable, "-m", "intercom_sidecar"]
 
 
 @pytest.fixture
-def served() -> Iterator[tuple[subprocess.Popen[str], str, str]]:
-    env = {**os.environ, "INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS": "5", "PYTHONUNBUFFERED": "1"}
+def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
+    env = {
+        **os.environ,
+        "INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS": "5",
+        "INTERCOM_SIDECAR_SPOOL_DIR": str(tmp_path / "spool"),
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("INTERCOM_ACCESS_TOKEN", None)
     env.pop("INTERCOM_ACCESS_TOKEN_FILE", None)
     process = subprocess.Popen(

@@ -144,7 +144,7 @@ async def test_full_queue_answers_retry_later(start_sidecar: SidecarFactory) -> 
     response = await sidecar.stub.Send(request, timeout=30)
     assert [ack.status for ack in response.acks] == [Ack.STATUS_ACCEPTED, Ack.STATUS_ACCEPTED, Ack.STATUS_RETRY_LATER]
     full = response.acks[2]
-    assert full.reason == "the send queue is full (2 events)"
+    assert full.reason.startswith("the spool is full (2 of 2 events, ")
     assert full.retry_after.ToTimedelta().total_seconds() == 2.5
     await sidecar.app.pipeline.wait_idle()
     again = await sidecar.stub.Send(service_pb2.SendRequest(events=[request.events[2]]), timeout=30)
@@ -248,7 +248,8 @@ async def test_stop_reports_not_serving_then_refuses_new_work(sidecar: Sidecar) 
 async def test_stop_ends_open_streams_after_their_owed_acks(
     start_sidecar: SidecarFactory, fake_intercom: FakeIntercom
 ) -> None:
-    """A delivered-mode stream left open by its client gets every owed ack, then ends UNAVAILABLE."""
+    """A delivered-mode stream left open by its client gets every owed ack, then ends UNAVAILABLE. An event
+    still retrying when the grace ends is durable in the spool, so its ack is ACCEPTED."""
     sidecar = await start_sidecar(
         server=ServerConfig(listen="127.0.0.1:0", shutdown_grace_seconds=0.5),
         retry=RetryConfig(initial_backoff_seconds=0.01, max_backoff_seconds=0.05, max_elapsed_seconds=600),
@@ -268,7 +269,11 @@ async def test_stop_ends_open_streams_after_their_owed_acks(
     await _until(lambda: any(entry.path == "/events" for entry in fake_intercom.ledger))
     await sidecar.app.stop()
     owed = await call.read()
-    assert (owed.message_id, owed.status) == ("m2", Ack.STATUS_RETRY_LATER)
+    assert (owed.message_id, owed.status, owed.reason) == (
+        "m2",
+        Ack.STATUS_ACCEPTED,
+        "kept in the spool; delivery continues after the restart",
+    )
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call.read()
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -1,0 +1,137 @@
+"""The spooler: an accepted event goes to the spool first, then into the pipeline; its outcome settles the spool.
+
+    accept() ─▶ batch of this loop turn ─▶ spool.append (one group commit) ─▶ seq ─▶ pipeline.submit
+                                                                             └▶ None: a duplicate
+    outcome: Delivered ─▶ spool.complete   Rejected ─▶ spool.dead_letter   Abandoned ─▶ stays pending (next start)
+
+Events accepted in the same turn of the event loop are appended as one batch, so a stream or a `Send` batch
+costs one append, not one per event. Seqs come back in acceptance order and are submitted in that order, which
+keeps per-user FIFO. On start, `recover` feeds what the spool still holds back into the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from intercom_sidecar.delivery.pipeline import Abandoned, Delivered, Outcome, Pipeline, Rejected
+from intercom_sidecar.delivery.spool import Spool, SpooledEvent, SpoolEntry
+from intercom_sidecar.errors import ShuttingDownError
+from intercom_sidecar.mapping.plan import Plan
+
+__all__ = ["Spooler"]
+
+_log = logging.getLogger(__name__)
+
+OutcomeCallback = Callable[[Outcome], None]
+
+
+@dataclass(slots=True)
+class _Accepting:
+    entry: SpoolEntry
+    plan: Plan
+    on_outcome: OutcomeCallback | None
+    appended: asyncio.Future[int | None]
+
+
+class Spooler:
+    def __init__(self, spool: Spool, pipeline: Pipeline) -> None:
+        self._spool = spool
+        self._pipeline = pipeline
+        self._batch: list[_Accepting] = []
+        self._writes: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def accept(
+        self, entry: SpoolEntry, plan: Plan, on_outcome: OutcomeCallback | None = None
+    ) -> asyncio.Future[int | None]:
+        """Spool `entry` and queue `plan` for delivery. The future gives the seq once the write is durable, or None
+        for a duplicate; it fails with QueueFullError (spool full), SpoolError or ShuttingDownError."""
+        if self._closed:
+            raise ShuttingDownError()
+        loop = asyncio.get_running_loop()
+        if not self._batch:
+            loop.call_soon(self._flush)
+        accepting = _Accepting(entry, plan, on_outcome, loop.create_future())
+        self._batch.append(accepting)
+        return accepting.appended
+
+    def recover(self, event: SpooledEvent, plan: Plan) -> None:
+        """Queue an event the spool held from before (a restart, or a replayed dead letter)."""
+        self._pipeline.submit(event.user_key, plan, self._settler(event.seq, None))
+
+    async def close(self) -> None:
+        """Take no more events; wait for the appends under way (their events are durable, so they are queued)."""
+        self._closed = True
+        if self._batch:
+            self._flush()
+        await asyncio.gather(*self._writes, return_exceptions=True)
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._write(batch))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    async def _write(self, batch: list[_Accepting]) -> None:
+        # The batch mixes callers: take the longest prefix that fits rather than refusing everyone. Both appends
+        # start in this turn of the loop, so the rest is refused against the room the prefix leaves.
+        fits = _fitting(batch, *self._spool.room())
+        if 0 < fits < len(batch):
+            await asyncio.gather(self._append(batch[:fits]), self._append(batch[fits:]))
+        else:
+            await self._append(batch)
+
+    async def _append(self, batch: list[_Accepting]) -> None:
+        try:
+            seqs = await self._spool.append([accepting.entry for accepting in batch])
+        except Exception as error:  # full, closed, or a failed write: the batch was not stored
+            _fail(batch, error)
+            return
+        for accepting, seq in zip(batch, seqs, strict=True):
+            if seq is not None:
+                self._queue(accepting, seq)
+            accepting.appended.set_result(seq)
+
+    def _queue(self, accepting: _Accepting, seq: int) -> None:
+        try:
+            self._pipeline.submit(accepting.entry.user_key, accepting.plan, self._settler(seq, accepting.on_outcome))
+        except ShuttingDownError:
+            # Durable already: it stays pending in the spool and is delivered after the restart.
+            _log.debug("Event `%s` stays in the spool for the next start.", accepting.entry.message_id)
+
+    def _settler(self, seq: int, then: OutcomeCallback | None) -> OutcomeCallback:
+        def settle(outcome: Outcome) -> None:
+            if isinstance(outcome, Delivered):
+                self._spool.complete([seq])
+            elif isinstance(outcome, Rejected):
+                error = outcome.error
+                self._spool.dead_letter(
+                    seq, reason=error.reason, status=error.status, code=error.code, attempts=outcome.attempts
+                )
+            elif isinstance(outcome, Abandoned):
+                pass  # still pending in the spool: delivered after the next start
+            if then is not None:
+                then(outcome)
+
+        return settle
+
+
+def _fitting(batch: list[_Accepting], events: int, size: int) -> int:
+    """How many of the first entries of `batch` fit in `events` more events and `size` more bytes."""
+    count = 0
+    for accepting in batch[: max(events, 0)]:
+        size -= len(accepting.entry.payload)
+        if size < 0:
+            break
+        count += 1
+    return count
+
+
+def _fail(batch: list[_Accepting], error: BaseException) -> None:
+    for accepting in batch:
+        accepting.appended.set_exception(error)
+        accepting.appended.exception()  # the caller may be gone; a refused event is not a bug

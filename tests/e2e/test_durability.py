@@ -1,0 +1,86 @@
+"""The ACCEPTED promise: events are durable in the spool, deduplicated, recovered after a restart, and
+dead-lettered with their reason when Intercom refuses them."""
+
+from __future__ import annotations
+
+import pytest
+from google.protobuf import struct_pb2
+
+from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2
+from intercom_sidecar.config import ServerConfig
+from intercom_sidecar.fake import FakeIntercom
+from tests.e2e.conftest import Sidecar, SidecarFactory
+
+pytestmark = pytest.mark.e2e
+
+Ack = event_pb2.Ack
+
+
+T0 = 1_790_000_000
+
+
+def track(message_id: str, user_id: str = "u1", n: int = 0) -> event_pb2.Event:
+    """Intercom treats two events of one user with the same name and created_at as one: each `n` is a second."""
+    values = struct_pb2.Struct()
+    values.update({"n": n})
+    message = event_pb2.Event(
+        message_id=message_id, user_id=user_id, track=event_pb2.Track(event="Paid", properties=values)
+    )
+    message.timestamp.FromSeconds(T0 + n)
+    return message
+
+
+async def send(sidecar: Sidecar, *events: event_pb2.Event, delivered: bool = False) -> list[event_pb2.Ack]:
+    metadata = (("x-ack-mode", "delivered"),) if delivered else ()
+    response = await sidecar.stub.Send(service_pb2.SendRequest(events=events), metadata=metadata, timeout=30)
+    return list(response.acks)
+
+
+async def test_a_repeated_message_id_is_a_duplicate_across_calls(sidecar: Sidecar, fake_intercom: FakeIntercom) -> None:
+    first = await send(sidecar, track("m1"), track("m1"))
+    again = await send(sidecar, track("m1"))
+    assert [ack.status for ack in [*first, *again]] == [Ack.STATUS_ACCEPTED, Ack.STATUS_DUPLICATE, Ack.STATUS_DUPLICATE]
+    await sidecar.app.pipeline.wait_idle()
+    assert len(fake_intercom.state.events) == 1
+
+
+async def test_events_left_at_stop_are_delivered_once_after_a_restart(
+    start_sidecar: SidecarFactory, fake_intercom: FakeIntercom
+) -> None:
+    quick_stop = ServerConfig(listen="127.0.0.1:0", shutdown_grace_seconds=0.2)
+    fake_intercom.faults.script("POST", "/events", status=503, times=10_000)  # Intercom is down
+    first = await start_sidecar(server=quick_stop)
+    acks = await send(first, *(track(f"m{n}", user_id=f"user-{n % 3}", n=n) for n in range(20)))
+    assert {ack.status for ack in acks} == {Ack.STATUS_ACCEPTED}
+    await first.app.stop()  # the grace runs out while Intercom is down: everything stays in the spool
+    assert fake_intercom.state.events == []
+
+    fake_intercom.faults.clear()  # Intercom is back
+    second = await start_sidecar(server=quick_stop, spool=first.app.config.spool)
+    await second.app.pipeline.wait_idle()
+    delivered = sorted((event.metadata["n"], event.created_at) for event in fake_intercom.state.events)
+    assert delivered == [(n, T0 + n) for n in range(20)], "each once, with its original created_at"
+    per_user = {}
+    for entry in fake_intercom.ledger:
+        if entry.path == "/events" and entry.status == 202:
+            per_user.setdefault(entry.body["user_id"], []).append(entry.body["metadata"]["n"])
+    assert all(numbers == sorted(numbers) for numbers in per_user.values()), f"per-user order: {per_user}"
+    again = await send(second, track("m0", user_id="user-0", n=0))
+    assert again[0].status == Ack.STATUS_DUPLICATE, "the dedupe window survives the restart"
+
+
+async def test_a_refused_event_is_a_dead_letter_with_its_reason(sidecar: Sidecar, fake_intercom: FakeIntercom) -> None:
+    fake_intercom.faults.script("POST", "/events", status=422, code="parameter_invalid", message="Bad event name")
+    [ack] = await send(sidecar, track("m1"), delivered=True)
+    assert ack.status == Ack.STATUS_REJECTED
+    assert sidecar.app.spool is not None
+    [letter] = await sidecar.app.spool.list_dead_letters()
+    assert (letter.message_id, letter.status, letter.code, letter.attempts, letter.trace_id) == (
+        "m1",
+        422,
+        "parameter_invalid",
+        1,
+        ack.trace_id,
+    )
+    assert letter.reason == "intercom 422 parameter_invalid: Bad event name (POST /events)"
+    assert sidecar.app.spool.depth() == (0, 0)
