@@ -6,14 +6,16 @@ import asyncio
 import cProfile
 import io
 import pstats
+import tempfile
 import time
 from collections import Counter
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 from benchmarks.events import user_id
 from benchmarks.processes import Commands, quiet_logging, serve_commands
 from intercom_sidecar.app import App
-from intercom_sidecar.config import Config, IntercomConfig, QueueConfig, Secret, ServerConfig
+from intercom_sidecar.config import Config, IntercomConfig, QueueConfig, Secret, ServerConfig, SpoolConfig
 from intercom_sidecar.fake import FakeIntercom
 from intercom_sidecar.telemetry.setup import make_tracer_provider
 
@@ -26,18 +28,29 @@ _FAKE_CALLS_PER_WINDOW = 1_000_000_000
 """Intercom allows ≈ 1,666 calls per 10 s; the benchmark measures the sidecar, not the rate limit."""
 
 
-def sidecar_config(fake_url: str, token: str) -> Config:
-    """The sidecar's defaults (16 workers, 16 connections), except a loopback port 0, a big queue and a short
-    grace at stop (each run starts a fresh sidecar; what is still queued then is abandoned)."""
+def sidecar_config(fake_url: str, token: str, spool_dir: Path | None = None) -> Config:
+    """The sidecar's defaults (16 workers, 16 connections, the durable SQLite spool), except a loopback port 0,
+    a big spool in a fresh directory, and a short grace at stop (each run starts a fresh sidecar; what is still
+    queued then stays in a spool that is thrown away)."""
     return Config(
         intercom=IntercomConfig(token=Secret(token), base_url=fake_url),
         server=ServerConfig(listen="127.0.0.1:0", shutdown_grace_seconds=0.5),
         queue=QueueConfig(max_events=QUEUE_MAX_EVENTS),
+        spool=SpoolConfig(
+            kind="sqlite",
+            directory=spool_dir or Path(tempfile.gettempdir()) / "unused",
+            max_bytes=4 * 1024**3,
+        ),
     )
 
 
 async def _serve_sidecar(conn: Connection, fake_url: str, token: str, profile: bool) -> None:
-    app = App(sidecar_config(fake_url, token), tracer_provider=make_tracer_provider({}))
+    with tempfile.TemporaryDirectory(prefix="bench-spool-") as spool_dir:
+        await _serve_app(conn, sidecar_config(fake_url, token, Path(spool_dir)), profile)
+
+
+async def _serve_app(conn: Connection, config: Config, profile: bool) -> None:
+    app = App(config, tracer_provider=make_tracer_provider({}))
     await app.start()
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:

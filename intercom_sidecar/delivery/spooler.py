@@ -4,9 +4,11 @@
                                                                              └▶ None: a duplicate
     outcome: Delivered ─▶ spool.complete   Rejected ─▶ spool.dead_letter   Abandoned ─▶ stays pending (next start)
 
-Events accepted in the same turn of the event loop are appended as one batch, so a stream or a `Send` batch
-costs one append, not one per event. Seqs come back in acceptance order and are submitted in that order, which
-keeps per-user FIFO. On start, `recover` feeds what the spool still holds back into the pipeline.
+One append is in flight at a time; events accepted meanwhile wait and go together in the next one. At low load an
+event is appended at once; under load the batches grow with the commit time, so durability costs one group commit
+per batch, not one per event (a stream delivers its events one loop turn apart, so batching by turn is not enough).
+Seqs come back in acceptance order and are submitted in that order, which keeps per-user FIFO. On start,
+`recover` feeds what the spool still holds back into the pipeline.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class Spooler:
         self._spool = spool
         self._pipeline = pipeline
         self._batch: list[_Accepting] = []
-        self._writes: set[asyncio.Task[None]] = set()
+        self._writing: asyncio.Task[None] | None = None
+        self._flush_scheduled = False
         self._closed = False
 
     def accept(
@@ -52,10 +55,11 @@ class Spooler:
         if self._closed:
             raise ShuttingDownError()
         loop = asyncio.get_running_loop()
-        if not self._batch:
-            loop.call_soon(self._flush)
         accepting = _Accepting(entry, plan, on_outcome, loop.create_future())
         self._batch.append(accepting)
+        if self._writing is None and not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
         return accepting.appended
 
     def recover(self, event: SpooledEvent, plan: Plan) -> None:
@@ -65,16 +69,23 @@ class Spooler:
     async def close(self) -> None:
         """Take no more events; wait for the appends under way (their events are durable, so they are queued)."""
         self._closed = True
-        if self._batch:
-            self._flush()
-        await asyncio.gather(*self._writes, return_exceptions=True)
+        while self._writing is not None or self._batch:
+            if self._writing is None:
+                self._flush()
+            if self._writing is not None:
+                await asyncio.gather(self._writing, return_exceptions=True)
 
     def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._writing is not None or not self._batch:
+            return
         batch, self._batch = self._batch, []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._write(batch))
-            self._writes.add(task)
-            task.add_done_callback(self._writes.discard)
+        self._writing = asyncio.get_running_loop().create_task(self._write(batch))
+        self._writing.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self._writing = None
+        self._flush()
 
     async def _write(self, batch: list[_Accepting]) -> None:
         # The batch mixes callers: take the longest prefix that fits rather than refusing everyone. Both appends
