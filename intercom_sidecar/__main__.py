@@ -1,4 +1,4 @@
-"""The `intercom-sidecar` command: `serve`, `send`, `fake-intercom`. The only place that exits the process."""
+"""The `intercom-sidecar` command: `serve`, `send`, `dlq`, `fake-intercom`. The only place that exits the process."""
 
 from __future__ import annotations
 
@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     send_parser = commands.add_parser("send", help="send Segment JSON events (NDJSON) and print their acks")
     send.add_arguments(send_parser)
     send_parser.set_defaults(run=send.run)
+
+    from intercom_sidecar.cli import dlq
+
+    dlq_parser = commands.add_parser("dlq", help="list, show, replay or purge dead letters (safe while serving)")
+    dlq.add_arguments(dlq_parser)
+    dlq_parser.set_defaults(run=dlq.run)
 
     from intercom_sidecar.fake import cli as fake_cli
 

@@ -43,6 +43,8 @@ LIVENESS_SERVICE = "liveness"
 
 _log = logging.getLogger(__name__)
 
+_REPLAY_POLL_SECONDS = 2.0
+"""How often a running sidecar looks for dead letters an operator replayed."""
 _MIN_RPC_GRACE_SECONDS = 1.0
 """Open calls get at least this long to write their last acks, even when draining used up the grace."""
 
@@ -65,6 +67,8 @@ class App:
         self._client: IntercomClient | None = None
         self._pipeline: Pipeline | None = None
         self._spooler: Spooler | None = None
+        self._collecting: asyncio.Task[None] | None = None
+        self._limits = DecodeLimits(config.limits.max_event_bytes, config.limits.max_future_seconds)
         self.spool: Spool | None = None
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
@@ -95,8 +99,10 @@ class App:
         self._pipeline = Pipeline(self.sender, config.queue, config.retry, clock=self._clock)
         self._pipeline.start()
         self._spooler = Spooler(self.spool, self._pipeline)
-        limits = DecodeLimits(config.limits.max_event_bytes, config.limits.max_future_seconds)
-        self._recover(recovery.pending, limits)
+        self._recover(recovery.pending)
+        if recovery.pending:
+            _log.info("Recovered %d events from the spool.", len(recovery.pending))
+        self._collecting = asyncio.create_task(self._collect_replayed(), name="collect-replayed")
         intake = Intake(
             self._spooler,
             self._tracer_provider.get_tracer(names.TRACER_NAME),
@@ -110,7 +116,7 @@ class App:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        self._servicer = EventServicer(intake, limits, identity_secret=config.mapping.identity_secret)
+        self._servicer = EventServicer(intake, self._limits, identity_secret=config.mapping.identity_secret)
         service_pb2_grpc.add_EventServiceServicer_to_server(self._servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -152,6 +158,8 @@ class App:
         started = asyncio.get_running_loop().time()
         # 1. Readiness off at once, so the pod stops being sent new work.
         await self._health.enter_graceful_shutdown()
+        if self._collecting is not None:
+            self._collecting.cancel()
         # 2. New events get RETRY_LATER from here on (appends under way finish: those events are durable); the
         #    queue is delivered for up to the grace period, which also settles every ack that delivered-mode
         #    callers are waiting for. What is left stays in the spool for the next start.
@@ -175,12 +183,26 @@ class App:
         self._tracer_provider.shutdown()
         self._stopped.set()
 
-    def _recover(self, pending: Sequence[SpooledEvent], limits: DecodeLimits) -> None:
-        """Queue what the spool held at start, in acceptance order, mapped with today's settings."""
+    async def _collect_replayed(self) -> None:
+        """Queue the dead letters an operator replays (`intercom-sidecar dlq replay`) while this sidecar runs."""
+        assert self.spool is not None
+        while True:
+            await asyncio.sleep(_REPLAY_POLL_SECONDS)
+            try:
+                replayed = await self.spool.collect_replayed()
+            except Exception:
+                _log.exception("Could not read replayed dead letters from the spool.")
+                continue
+            if replayed:
+                _log.info("Replaying %d dead letters.", len(replayed))
+                self._recover(replayed)
+
+    def _recover(self, pending: Sequence[SpooledEvent]) -> None:
+        """Queue events the spool holds (at start, or replayed), in acceptance order, mapped with today's settings."""
         assert self.spool is not None and self._spooler is not None
         for spooled in pending:
             try:
-                event = event_from_bytes(spooled.payload, now=spooled.accepted_at, limits=limits)
+                event = event_from_bytes(spooled.payload, now=spooled.accepted_at, limits=self._limits)
                 plan = map_event(event, self.config.mapping)
             except InvalidEventError as error:
                 self.spool.quarantine(spooled.seq, str(error))
@@ -189,8 +211,7 @@ class App:
                 self.spool.complete([spooled.seq])
             else:
                 self._spooler.recover(spooled, plan)
-        if pending:
-            _log.info("Recovered %d events from the spool.", len(pending))
+
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

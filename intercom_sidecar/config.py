@@ -31,6 +31,7 @@ __all__ = [
     "Secret",
     "ServerConfig",
     "SpoolConfig",
+    "default_spool_directory",
     "load_config",
 ]
 
@@ -106,13 +107,13 @@ SPOOL_KINDS = ("sqlite", "memory")
 class SpoolConfig:
     kind: str = "sqlite"
     """`sqlite` (durable, the default) or `memory` (lost on a crash)."""
-    directory: Path = field(default_factory=lambda: _default_spool_directory(os.environ))
+    directory: Path = field(default_factory=lambda: default_spool_directory(os.environ))
     max_bytes: int = 256 * 1024 * 1024
     """Payload bytes of pending events; with QueueConfig.max_events, the spool's bound."""
     dedupe_window_seconds: float = 24 * 3600.0
 
 
-def _default_spool_directory(env: Mapping[str, str]) -> Path:
+def default_spool_directory(env: Mapping[str, str]) -> Path:
     state = env.get("XDG_STATE_HOME", "").strip()
     base = Path(state) if state else Path.home() / ".local" / "state"
     return base / "intercom-sidecar" / "spool"
@@ -204,7 +205,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         ),
         spool=SpoolConfig(
             kind=reader.get("INTERCOM_SIDECAR_SPOOL", str, "sqlite", _one_of(SPOOL_KINDS)),
-            directory=reader.get("INTERCOM_SIDECAR_SPOOL_DIR", Path, _default_spool_directory(env), _any),
+            directory=reader.get("INTERCOM_SIDECAR_SPOOL_DIR", Path, default_spool_directory(env), _any),
             max_bytes=reader.get("INTERCOM_SIDECAR_SPOOL_MAX_BYTES", int, 256 * 1024 * 1024, _positive),
             dedupe_window_seconds=reader.get(
                 "INTERCOM_SIDECAR_DEDUPE_WINDOW_SECONDS", float, 24 * 3600.0, _not_negative

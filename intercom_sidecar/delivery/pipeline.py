@@ -58,6 +58,7 @@ Outcome = Delivered | Rejected | Abandoned
 class _Job:
     plan: Plan
     done: Callable[[Outcome], None]
+    failed_attempt: Callable[[str], None] | None = None
 
 
 class Pipeline:
@@ -90,9 +91,16 @@ class Pipeline:
             asyncio.create_task(self._work(), name=f"delivery-worker-{n}") for n in range(self._workers_wanted)
         ]
 
-    def submit(self, user_key: str, plan: Plan, done: Callable[[Outcome], None]) -> None:
-        """Queue `plan` behind the earlier plans of `user_key`. Raises QueueFullError or ShuttingDownError."""
-        self._queue.put(user_key, _Job(plan, done))
+    def submit(
+        self,
+        user_key: str,
+        plan: Plan,
+        done: Callable[[Outcome], None],
+        failed_attempt: Callable[[str], None] | None = None,
+    ) -> None:
+        """Queue `plan` behind the earlier plans of `user_key`; `failed_attempt` hears of each retried failure.
+        Raises QueueFullError or ShuttingDownError."""
+        self._queue.put(user_key, _Job(plan, done, failed_attempt))
 
     async def wait_idle(self) -> None:
         """Return once every submitted plan has its outcome."""
@@ -123,7 +131,7 @@ class Pipeline:
         while True:
             key, job = await self._queue.get()
             try:
-                outcome = await self._deliver(job.plan)
+                outcome = await self._deliver(job)
             except asyncio.CancelledError:
                 _report(job, Abandoned("the sidecar stopped before delivery finished"))
                 raise _AbandonedInFlight from None
@@ -131,12 +139,15 @@ class Pipeline:
                 self._queue.task_done(key)
             _report(job, outcome)
 
-    async def _deliver(self, plan: Plan) -> Outcome:
+    async def _deliver(self, job: _Job) -> Outcome:
+        plan = job.plan
         retries = 0
 
         def count(attempt: int, error: RetryableError, delay: float) -> None:
             nonlocal retries
             retries = attempt
+            if job.failed_attempt is not None:
+                job.failed_attempt(error.reason)
 
         try:
             attempts = await deliver_with_retries(

@@ -64,7 +64,7 @@ class Spooler:
 
     def recover(self, event: SpooledEvent, plan: Plan) -> None:
         """Queue an event the spool held from before (a restart, or a replayed dead letter)."""
-        self._pipeline.submit(event.user_key, plan, self._settler(event.seq, None))
+        self._pipeline.submit(event.user_key, plan, self._settler(event.seq, None), self._recorder(event.seq))
 
     async def close(self) -> None:
         """Take no more events; wait for the appends under way (their events are durable, so they are queued)."""
@@ -109,10 +109,21 @@ class Spooler:
 
     def _queue(self, accepting: _Accepting, seq: int) -> None:
         try:
-            self._pipeline.submit(accepting.entry.user_key, accepting.plan, self._settler(seq, accepting.on_outcome))
+            self._pipeline.submit(
+                accepting.entry.user_key,
+                accepting.plan,
+                self._settler(seq, accepting.on_outcome),
+                self._recorder(seq),
+            )
         except ShuttingDownError:
             # Durable already: it stays pending in the spool and is delivered after the restart.
             _log.debug("Event `%s` stays in the spool for the next start.", accepting.entry.message_id)
+
+    def _recorder(self, seq: int) -> Callable[[str], None]:
+        def record(reason: str) -> None:
+            self._spool.record_attempt(seq, reason)
+
+        return record
 
     def _settler(self, seq: int, then: OutcomeCallback | None) -> OutcomeCallback:
         def settle(outcome: Outcome) -> None:

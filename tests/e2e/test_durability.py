@@ -3,9 +3,13 @@ dead-lettered with their reason when Intercom refuses them."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 from google.protobuf import struct_pb2
 
+from intercom_sidecar.__main__ import _parser
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2
 from intercom_sidecar.config import ServerConfig
 from intercom_sidecar.fake import FakeIntercom
@@ -84,3 +88,38 @@ async def test_a_refused_event_is_a_dead_letter_with_its_reason(sidecar: Sidecar
     )
     assert letter.reason == "intercom 422 parameter_invalid: Bad event name (POST /events)"
     assert sidecar.app.spool.depth() == (0, 0)
+
+
+async def test_dlq_lists_and_replays_into_the_running_sidecar(
+    sidecar: Sidecar, fake_intercom: FakeIntercom, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_intercom.faults.script("POST", "/events", status=400, code="parameter_invalid", message="Try again", times=2)
+    acks = await send(sidecar, track("m1", n=1), track("m2", n=2), delivered=True)
+    assert [ack.status for ack in acks] == [Ack.STATUS_REJECTED, Ack.STATUS_REJECTED]
+    spool_dir = str(sidecar.app.config.spool.directory)
+
+    assert await dlq("--spool-dir", spool_dir, "list", "--json") == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(row["message_id"], row["type"], row["status"], row["reason"]) for row in listed] == [
+        ("m1", "track", 400, "intercom 400 parameter_invalid: Try again (POST /events)"),
+        ("m2", "track", 400, "intercom 400 parameter_invalid: Try again (POST /events)"),
+    ]
+
+    assert await dlq("--spool-dir", spool_dir, "replay", "--message-id", "m2") == 0
+    assert capsys.readouterr().out.startswith("replayed 1 of 1 dead letters")
+    for _ in range(600):  # the running sidecar polls for replays every 2 s
+        if fake_intercom.state.events:
+            break
+        await asyncio.sleep(0.01)
+    assert [event.metadata["n"] for event in fake_intercom.state.events] == [2]
+    await sidecar.app.pipeline.wait_idle()
+
+    assert await dlq("--spool-dir", spool_dir, "purge") == 2, "purge without a filter is refused"
+    assert await dlq("--spool-dir", spool_dir, "purge", "--all") == 0
+    assert capsys.readouterr().out.strip().endswith("purged 1 dead letters")
+
+
+async def dlq(*argv: str) -> int:
+    args = _parser().parse_args(["dlq", *argv])
+    code: int = await args.run(args)
+    return code
