@@ -93,6 +93,9 @@ async def _serve(args: argparse.Namespace) -> int:
         url = await fake.start("127.0.0.1", args.fake_intercom_port)
         env.update({"INTERCOM_API_URL": url, "INTERCOM_ACCESS_TOKEN": fake.token})
         env.pop("INTERCOM_ACCESS_TOKEN_FILE", None)
+        # The fake keeps its state in memory, so a durable spool would outlive what it delivered to (and dedupe
+        # the demo's events on the next run): unless told otherwise, the spool is in memory too.
+        env.setdefault("INTERCOM_SIDECAR_SPOOL", "memory")
         _log.warning(
             "Delivering to the embedded fake Intercom at `%s`, not to Intercom (see `%s/_fake/state`).", url, url
         )
