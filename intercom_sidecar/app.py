@@ -24,7 +24,7 @@ from intercom_sidecar.delivery.spool import Spool, SpooledEvent, SpoolError
 from intercom_sidecar.delivery.spool_memory import MemorySpool
 from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
 from intercom_sidecar.delivery.spooler import Spooler
-from intercom_sidecar.errors import ConfigError, InvalidEventError
+from intercom_sidecar.errors import ConfigError, InvalidEventError, ShuttingDownError
 from intercom_sidecar.intake import Intake
 from intercom_sidecar.intercom.client import IntercomClient
 from intercom_sidecar.intercom.sender import IntercomSender
@@ -100,8 +100,15 @@ class App:
         self._pipeline.start()
         self._spooler = Spooler(self.spool, self._pipeline)
         self._recover(recovery.pending)
-        if recovery.pending:
-            _log.info("Recovered %d events from the spool.", len(recovery.pending))
+        if recovery.pending or recovery.moved_aside or recovery.quarantined:
+            _log.warning(
+                "Recovered %d pending events from the spool (%d dead letters kept; %d quarantined; files moved "
+                "aside: %s).",
+                len(recovery.pending),
+                recovery.dead_letters,
+                recovery.quarantined,
+                ", ".join(f"`{path}`" for path in recovery.moved_aside) or "none",
+            )
         self._collecting = asyncio.create_task(self._collect_replayed(), name="collect-replayed")
         intake = Intake(
             self._spooler,
@@ -135,6 +142,7 @@ class App:
                     self._health_server, config.server.health_listen, "INTERCOM_SIDECAR_HEALTH_LISTEN"
                 )
         except ConfigError:
+            self._collecting.cancel()
             await self._pipeline.shutdown(0)
             await self.spool.close()
             await self._client.aclose()
@@ -190,12 +198,13 @@ class App:
             await asyncio.sleep(_REPLAY_POLL_SECONDS)
             try:
                 replayed = await self.spool.collect_replayed()
+                if replayed:
+                    _log.info("Replaying %d dead letters.", len(replayed))
+                    self._recover(replayed)
+            except ShuttingDownError:
+                return
             except Exception:
-                _log.exception("Could not read replayed dead letters from the spool.")
-                continue
-            if replayed:
-                _log.info("Replaying %d dead letters.", len(replayed))
-                self._recover(replayed)
+                _log.exception("Could not queue replayed dead letters.")
 
     def _recover(self, pending: Sequence[SpooledEvent]) -> None:
         """Queue events the spool holds (at start, or replayed), in acceptance order, mapped with today's settings."""
@@ -205,13 +214,12 @@ class App:
                 event = event_from_bytes(spooled.payload, now=spooled.accepted_at, limits=self._limits)
                 plan = map_event(event, self.config.mapping)
             except InvalidEventError as error:
-                self.spool.quarantine(spooled.seq, str(error))
-                continue
+                plan = Skip(f"no longer valid under the current settings: {error}")
             if isinstance(plan, Skip):
-                self.spool.complete([spooled.seq])
+                # Accepted earlier, so never dropped silently: an operator can read why, and replay it.
+                self.spool.dead_letter(spooled.seq, reason=plan.reason, status=None, code="not_sent", attempts=0)
             else:
                 self._spooler.recover(spooled, plan)
-
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

@@ -240,9 +240,17 @@ def _read_secret(env: Mapping[str, str], key: str, file_key: str) -> Secret | No
             raise ConfigError(file_key, f"cannot read {path!r}: {exc.strerror}") from None
         if not value:
             raise ConfigError(file_key, f"{path!r} is empty")
-        return Secret(value)
+        return _checked_secret(file_key, value)
     value = env.get(key, "").strip()
-    return Secret(value) if value else None
+    return _checked_secret(key, value) if value else None
+
+
+def _checked_secret(key: str, value: str) -> Secret:
+    """Tokens are printable ASCII without spaces; anything else (a second line, say) would end up in an HTTP
+    header error that quotes it, so it is refused here, without showing it."""
+    if not all("\x21" <= char <= "\x7e" for char in value):
+        raise ConfigError(key, "contains spaces, control or non-ASCII characters (is there a second line?)")
+    return Secret(value)
 
 
 def _read_token(env: Mapping[str, str]) -> Secret:

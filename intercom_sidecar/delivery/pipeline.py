@@ -97,10 +97,12 @@ class Pipeline:
         plan: Plan,
         done: Callable[[Outcome], None],
         failed_attempt: Callable[[str], None] | None = None,
+        *,
+        bounded: bool = True,
     ) -> None:
         """Queue `plan` behind the earlier plans of `user_key`; `failed_attempt` hears of each retried failure.
-        Raises QueueFullError or ShuttingDownError."""
-        self._queue.put(user_key, _Job(plan, done, failed_attempt))
+        Raises QueueFullError (only when `bounded`) or ShuttingDownError."""
+        self._queue.put(user_key, _Job(plan, done, failed_attempt), bounded=bounded)
 
     async def wait_idle(self) -> None:
         """Return once every submitted plan has its outcome."""

@@ -39,11 +39,12 @@ class SendQueue(Generic[_T]):
     def closed(self) -> bool:
         return self._closed
 
-    def put(self, key: str, item: _T) -> None:
-        """Queue `item` behind the earlier items of `key`. Raises QueueFullError or ShuttingDownError."""
+    def put(self, key: str, item: _T, *, bounded: bool = True) -> None:
+        """Queue `item` behind the earlier items of `key`. Raises QueueFullError (unless not `bounded`: items
+        that are already stored elsewhere, such as a recovered spool, are never refused) or ShuttingDownError."""
         if self._closed:
             raise ShuttingDownError()
-        if self._unfinished >= self._max_items:
+        if bounded and self._unfinished >= self._max_items:
             raise QueueFullError(
                 f"the send queue is full ({self._max_items} events)", retry_after=self._full_retry_after
             )

@@ -64,7 +64,10 @@ class Spooler:
 
     def recover(self, event: SpooledEvent, plan: Plan) -> None:
         """Queue an event the spool held from before (a restart, or a replayed dead letter)."""
-        self._pipeline.submit(event.user_key, plan, self._settler(event.seq, None), self._recorder(event.seq))
+        # Already stored: the spool's own bounds were applied when it was accepted, so it is never refused here.
+        self._pipeline.submit(
+            event.user_key, plan, self._settler(event.seq, None), self._recorder(event.seq), bounded=False
+        )
 
     async def close(self) -> None:
         """Take no more events; wait for the appends under way (their events are durable, so they are queued)."""
@@ -127,17 +130,19 @@ class Spooler:
 
     def _settler(self, seq: int, then: OutcomeCallback | None) -> OutcomeCallback:
         def settle(outcome: Outcome) -> None:
-            if isinstance(outcome, Delivered):
-                self._spool.complete([seq])
-            elif isinstance(outcome, Rejected):
-                error = outcome.error
-                self._spool.dead_letter(
-                    seq, reason=error.reason, status=error.status, code=error.code, attempts=outcome.attempts
-                )
-            elif isinstance(outcome, Abandoned):
-                pass  # still pending in the spool: delivered after the next start
-            if then is not None:
-                then(outcome)
+            try:
+                if isinstance(outcome, Delivered):
+                    self._spool.complete([seq])
+                elif isinstance(outcome, Rejected):
+                    error = outcome.error
+                    self._spool.dead_letter(
+                        seq, reason=error.reason, status=error.status, code=error.code, attempts=outcome.attempts
+                    )
+                elif isinstance(outcome, Abandoned):
+                    pass  # still pending in the spool: delivered after the next start
+            finally:
+                if then is not None:  # the caller's ack does not depend on the bookkeeping
+                    then(outcome)
 
         return settle
 

@@ -169,6 +169,11 @@ def _transport_failure(exc: httpx.TransportError, endpoint: str) -> RetryableErr
     """httpx's exceptions -> RetryableError with a short code. Only the exception's type and text are kept."""
     if isinstance(exc, httpx.TimeoutException):
         return RetryableError(f"{type(exc).__name__}: no answer in time", code="timeout", endpoint=endpoint)
+    if isinstance(exc, httpx.LocalProtocolError):
+        # Its text quotes the offending request header, which may be the Authorization header.
+        return RetryableError(
+            f"{type(exc).__name__}: the request was not sent", code="protocol_error", endpoint=endpoint
+        )
     return RetryableError(
         f"{type(exc).__name__}: {str(exc) or 'connection failed'}", code="connection_error", endpoint=endpoint
     )

@@ -14,12 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from intercom_sidecar.errors import RetryableError
 from intercom_sidecar.intercom.attributes import DataAttributes
 from intercom_sidecar.intercom.cache import LruCache
-from intercom_sidecar.intercom.client import IntercomClient, id_of, raise_for
+from intercom_sidecar.intercom.client import IntercomClient, IntercomResponse, id_of, raise_for
 from intercom_sidecar.mapping.plan import UpsertCompany
 
-__all__ = ["Companies"]
+__all__ = ["Companies", "StaleContactError"]
 
 _TOUCH = "update_last_request_at"
 
@@ -84,8 +85,23 @@ class Companies:
             endpoint="POST /contacts/{id}/companies",
             body={"id": company},
         )
+        if response.status == 404 and response.error[0] == "not_found":
+            raise StaleContactError(response)
+        if response.status == 404 and response.error[0] == "company_not_found":
+            # The remembered company is gone (deleted or merged in Intercom): forget it, so the retry upserts it
+            # again and attaches to the new id.
+            self.forget(company_id)
+            raise RetryableError(
+                "the remembered company no longer exists; it is created again on the retry",
+                status=404,
+                code="company_not_found",
+                endpoint=response.endpoint,
+            )
         raise_for(response, self._clock())
         self._attached.put((contact_id, company), True)
+
+    def forget(self, company_id: str) -> None:
+        self._known.forget(company_id)
 
     async def detach(self, contact_id: str, company_id: str) -> None:
         """Detach; nothing to do when Intercom does not know the company or the attachment."""
@@ -97,7 +113,9 @@ class Companies:
             f"/contacts/{contact_id}/companies/{company}",
             endpoint="DELETE /contacts/{id}/companies/{company_id}",
         )
-        if response.status != 404:
+        if response.status == 404 and response.error[0] == "not_found":
+            raise StaleContactError(response)
+        if response.status != 404:  # the attachment (or the company) is gone already: nothing to detach
             raise_for(response, self._clock())
         self._attached.forget((contact_id, company))
 
@@ -129,3 +147,12 @@ def _fields(body: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in (body.get("custom_attributes") or {}).items():
         fields[f"custom_attributes.{name}"] = value
     return fields
+
+
+class StaleContactError(RetryableError):
+    """Intercom answered "User Not Found" for a remembered contact id: the caller forgets it and retries."""
+
+    def __init__(self, response: IntercomResponse) -> None:
+        super().__init__(
+            "the remembered contact no longer exists", status=404, code="not_found", endpoint=response.endpoint
+        )

@@ -6,17 +6,18 @@ Ids are resolved by `Contacts` and `Companies`, which remember them; this module
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from intercom_sidecar.config import IntercomConfig
-from intercom_sidecar.errors import PermanentError
+from intercom_sidecar.errors import RetryableError
 from intercom_sidecar.intercom.attributes import DataAttributes
 from intercom_sidecar.intercom.client import IntercomClient, raise_for
-from intercom_sidecar.intercom.companies import Companies
+from intercom_sidecar.intercom.companies import Companies, StaleContactError
 from intercom_sidecar.intercom.contacts import Contacts
 from intercom_sidecar.mapping.plan import (
     AttachCompany,
+    ContactRef,
     CreateDataEvent,
     DetachCompany,
     MergeLead,
@@ -90,22 +91,24 @@ class IntercomSender:
         elif isinstance(step, UpsertCompany):
             await self._companies.upsert(step)
         elif isinstance(step, AttachCompany):
-            await self._attach(step)
+            await self._for_contact(
+                step.contact, lambda contact_id: self._companies.attach(contact_id, step.company_id)
+            )
         elif isinstance(step, DetachCompany):
-            await self._companies.detach(await self._contacts.resolve(step.contact), step.company_id)
+            await self._for_contact(
+                step.contact, lambda contact_id: self._companies.detach(contact_id, step.company_id)
+            )
         else:
             await self._merge(step)
 
-    async def _attach(self, step: AttachCompany) -> None:
+    async def _for_contact(self, contact: ContactRef, action: Callable[[str], Awaitable[None]]) -> None:
+        """Run `action` with the contact's Intercom id; if that id is stale (merged or deleted in Intercom),
+        forget it, resolve the contact again and run `action` once more, as an upsert does."""
         try:
-            await self._companies.attach(await self._contacts.resolve(step.contact), step.company_id)
-        except PermanentError as error:
-            if error.status != 404 or error.code != "not_found":
-                raise
-            # "User Not Found": the remembered contact id is stale (merged or deleted). Forget it and resolve
-            # the contact again, once, as an upsert does.
-            self._contacts.forget(step.contact)
-            await self._companies.attach(await self._contacts.resolve(step.contact), step.company_id)
+            await action(await self._contacts.resolve(contact))
+        except StaleContactError:
+            self._contacts.forget(contact)
+            await action(await self._contacts.resolve(contact))
 
     async def _data_event(self, step: CreateDataEvent) -> None:
         response = await self._client.request("POST", "/events", endpoint="POST /events", body=step.body)
@@ -121,8 +124,10 @@ class IntercomSender:
     async def _merge(self, step: MergeLead) -> None:
         lead = await self._contacts.find(step.lead)
         if lead is None:
+            # The lead's identify may not have reached Intercom yet (another user key, so another queue), or
+            # Intercom's search may lag: try again later rather than acknowledge a merge that did not happen.
             self._leads_not_found += 1
-            return
+            raise RetryableError("the lead to merge is not in Intercom (yet)", code="lead_not_found")
         user = await self._contacts.resolve(step.user)
         # An alias is the caller's statement that both are one person, so Intercom's duplicate check (shared
         # email or phone) is not wanted here.

@@ -57,7 +57,10 @@ def to_cents(amount: Any) -> int | None:
         return None
     if not units.is_finite():
         return None
-    return int((units * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    try:
+        return int((units * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    except InvalidOperation:  # more digits than Decimal's precision: not a price
+        return None
 
 
 def truncate(value: str, limit: int = MAX_STRING_CHARS) -> str:

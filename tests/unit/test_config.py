@@ -93,6 +93,20 @@ def test_missing_token(env: dict[str, str]) -> None:
     assert caught.value.key == "INTERCOM_ACCESS_TOKEN"
 
 
+@pytest.mark.parametrize("token", ["tok-1\nsecond-line", "tok 1", "tok\x00", "tök"])
+def test_a_token_that_cannot_be_a_header_is_refused_without_showing_it(tmp_path: Path, token: str) -> None:
+    path = tmp_path / "token"
+    path.write_text(token)
+    for env in ({"INTERCOM_ACCESS_TOKEN": token}, {"INTERCOM_ACCESS_TOKEN_FILE": str(path)}):
+        with pytest.raises(ConfigError) as caught:
+            load_config(env)
+        key = next(iter(env))
+        assert str(caught.value) == (
+            f"{key}: contains spaces, control or non-ASCII characters (is there a second line?)"
+        )
+        assert "tok" not in str(caught.value).removeprefix(key).replace("(is there", "")
+
+
 def test_token_is_stripped() -> None:
     assert load_config({"INTERCOM_ACCESS_TOKEN": f"  {TOKEN}\n"}).intercom.token.reveal() == TOKEN
 

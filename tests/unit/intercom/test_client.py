@@ -254,3 +254,13 @@ async def test_token_never_appears_in_a_response_or_the_config(config_factory: C
 def test_connections_are_split_evenly_over_pools(total: int, parts: int, sizes: list[int]) -> None:
     assert _split(total, parts) == sizes
     assert sum(_split(total, parts)) == total
+
+
+async def test_a_protocol_error_does_not_quote_the_request(config_factory: Callable[..., Config]) -> None:
+    """h11 quotes the offending header value, which may be the Authorization header."""
+    error = httpx.LocalProtocolError(f"Illegal header value b'Bearer {TEST_TOKEN}'")
+    async with client_for(Recorder(error=error), config_factory) as client:
+        with pytest.raises(RetryableError) as caught:
+            await client.request("POST", "/events", endpoint="POST /events", body={})
+    assert caught.value.reason == "intercom protocol_error: LocalProtocolError: the request was not sent (POST /events)"
+    assert TEST_TOKEN not in _everything_said_about(caught.value)

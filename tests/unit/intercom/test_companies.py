@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from intercom_sidecar.errors import PermanentError, RetryableError
+from intercom_sidecar.errors import RetryableError
 from intercom_sidecar.intercom.sender import IntercomSender, SenderStats
 from intercom_sidecar.mapping.company import company_id_for_name
 from intercom_sidecar.model.events import Identify
@@ -252,16 +252,26 @@ async def test_attach_with_a_stale_contact_id_resolves_the_contact_again(
     assert intercom.bodies("POST", "/contacts") == [{"role": "user", "external_id": "u1"}]
 
 
-async def test_attach_to_a_company_intercom_lost_is_permanent(sender: IntercomSender, intercom: FakeIntercom) -> None:
+async def test_a_company_intercom_lost_is_forgotten_and_created_again_on_the_retry(
+    sender: IntercomSender, intercom: FakeIntercom
+) -> None:
     await warm_up(sender, intercom)
-    intercom.on("POST", "/companies", company("co2", "globex"))
-    intercom.on("POST", "/contacts/c1/companies", error(404, "company_not_found", "Company Not Found"))
+    intercom.on("POST", "/companies", company("co2", "globex"), company("co3", "globex"))
+    intercom.on("POST", "/contacts/c1/companies", error(404, "company_not_found", "Company Not Found"), attached("co3"))
+    plan = group_plan("globex", name="Globex")
 
-    with pytest.raises(PermanentError) as caught:
-        await sender.send(group_plan("globex", name="Globex"))
+    with pytest.raises(RetryableError) as caught:
+        await sender.send(plan)
+    await sender.send(plan)  # what the retry does: the unchanged company is written again, under its new id
 
-    assert caught.value.reason == "intercom 404 company_not_found: Company Not Found (POST /contacts/{id}/companies)"
-    assert intercom.calls == ["POST /companies", "POST /contacts/c1/companies"], "the contact is not resolved again"
+    assert caught.value.code == "company_not_found"
+    assert intercom.calls == [
+        "POST /companies",
+        "POST /contacts/c1/companies",
+        "POST /companies",
+        "POST /contacts/c1/companies",
+    ]
+    assert intercom.bodies("POST", "/contacts/c1/companies")[-1] == {"id": "co3"}
 
 
 async def test_failed_attach_is_retryable_and_not_remembered(sender: IntercomSender, intercom: FakeIntercom) -> None:

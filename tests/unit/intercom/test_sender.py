@@ -412,13 +412,17 @@ async def test_alias_into_a_remembered_user(sender: IntercomSender, intercom: Fa
     [[], [{"type": "contact", "id": "u9", "role": "user"}]],
     ids=["no match", "only a user matches"],
 )
-async def test_alias_for_a_lead_not_found_makes_no_call_beyond_the_search(
+async def test_alias_for_a_lead_not_found_is_retried_later(
     sender: IntercomSender, intercom: FakeIntercom, data: list[dict[str, Any]]
 ) -> None:
+    """The lead's identify may still be on its way (another user key, another queue): never ack a merge that
+    did not happen."""
     intercom.on("POST", "/contacts/search", ok({"type": "list", "total_count": len(data), "data": data}))
 
-    await sender.send(alias_plan("anon-1"))
+    with pytest.raises(RetryableError) as raised:
+        await sender.send(alias_plan("anon-1"))
 
+    assert raised.value.code == "lead_not_found"
     assert intercom.calls == ["POST /contacts/search"]
     assert sender.stats == stats(leads_not_found=1)
 
@@ -430,7 +434,8 @@ async def test_merged_lead_is_forgotten(sender: IntercomSender, intercom: FakeIn
 
     await sender.send(lead_identify())
     await sender.send(alias_plan("anon-1"))
-    await sender.send(alias_plan("anon-1"))  # a repeat: the lead is gone, so Intercom is asked
+    with pytest.raises(RetryableError):  # a repeat: the lead is gone, so Intercom is asked
+        await sender.send(alias_plan("anon-1"))
 
     assert intercom.calls == ["POST /contacts", "POST /contacts", "POST /contacts/merge", "POST /contacts/search"]
     assert sender.stats == stats(leads_not_found=1)

@@ -44,6 +44,9 @@ JAN_2020 = 1_577_836_800
         (None, None),
         ([1], None),
         ({"amount": 1}, None),
+        (1e30, None),
+        ("1e30", None),
+        (10**40, None),
     ],
 )
 def test_to_cents(amount: Any, cents: int | None) -> None:
