@@ -289,7 +289,9 @@ class Ack(_message.Message):
         STATUS_INVALID: Ack._Status.ValueType  # 5
         """Bad input; reason names the field. Never queued; do not retry unchanged."""
         STATUS_REJECTED: Ack._Status.ValueType  # 6
-        """Intercom refused it permanently, or retries were exhausted (ack mode "delivered" only)."""
+        """Intercom refused it permanently, or retries were exhausted (ack mode "delivered"); in any mode, an
+        internal error of the sidecar ("internal error"). Not queued; it is among the dead letters when it was.
+        """
         STATUS_RETRY_LATER: Ack._Status.ValueType  # 7
         """Not accepted now (queue full, shutting down, paused); send again after retry_after."""
 
@@ -309,7 +311,9 @@ class Ack(_message.Message):
     STATUS_INVALID: Ack.Status.ValueType  # 5
     """Bad input; reason names the field. Never queued; do not retry unchanged."""
     STATUS_REJECTED: Ack.Status.ValueType  # 6
-    """Intercom refused it permanently, or retries were exhausted (ack mode "delivered" only)."""
+    """Intercom refused it permanently, or retries were exhausted (ack mode "delivered"); in any mode, an
+    internal error of the sidecar ("internal error"). Not queued; it is among the dead letters when it was.
+    """
     STATUS_RETRY_LATER: Ack.Status.ValueType  # 7
     """Not accepted now (queue full, shutting down, paused); send again after retry_after."""
 

@@ -29,10 +29,12 @@ if _version_not_supported:
 class EventServiceStub:
     """Accepts Segment-spec events and acknowledges each one.
 
-    Ack mode: by default an event is acknowledged once it is safely queued
+    Ack mode: by default an event is acknowledged once it is durably queued
     (STATUS_ACCEPTED). Send the gRPC metadata `x-ack-mode: delivered` to receive
     the final outcome instead (STATUS_DELIVERED or STATUS_REJECTED with
-    Intercom's status and message).
+    Intercom's status and message). If the sidecar stops before the outcome is
+    known, a durably queued event is acknowledged STATUS_ACCEPTED with a reason:
+    it is delivered after the restart.
     """
 
     def __init__(self, channel):
@@ -61,10 +63,12 @@ class EventServiceStub:
 class EventServiceServicer:
     """Accepts Segment-spec events and acknowledges each one.
 
-    Ack mode: by default an event is acknowledged once it is safely queued
+    Ack mode: by default an event is acknowledged once it is durably queued
     (STATUS_ACCEPTED). Send the gRPC metadata `x-ack-mode: delivered` to receive
     the final outcome instead (STATUS_DELIVERED or STATUS_REJECTED with
-    Intercom's status and message).
+    Intercom's status and message). If the sidecar stops before the outcome is
+    known, a durably queued event is acknowledged STATUS_ACCEPTED with a reason:
+    it is delivered after the restart.
     """
 
     def Stream(self, request_iterator, context):
@@ -120,10 +124,12 @@ def add_EventServiceServicer_to_server(servicer, server):
 class EventService:
     """Accepts Segment-spec events and acknowledges each one.
 
-    Ack mode: by default an event is acknowledged once it is safely queued
+    Ack mode: by default an event is acknowledged once it is durably queued
     (STATUS_ACCEPTED). Send the gRPC metadata `x-ack-mode: delivered` to receive
     the final outcome instead (STATUS_DELIVERED or STATUS_REJECTED with
-    Intercom's status and message).
+    Intercom's status and message). If the sidecar stops before the outcome is
+    known, a durably queued event is acknowledged STATUS_ACCEPTED with a reason:
+    it is delivered after the restart.
     """
 
     @staticmethod

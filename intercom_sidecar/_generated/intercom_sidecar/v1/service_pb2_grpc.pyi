@@ -30,10 +30,12 @@ GRPC_VERSION: str
 class EventServiceStub:
     """Accepts Segment-spec events and acknowledges each one.
 
-    Ack mode: by default an event is acknowledged once it is safely queued
+    Ack mode: by default an event is acknowledged once it is durably queued
     (STATUS_ACCEPTED). Send the gRPC metadata `x-ack-mode: delivered` to receive
     the final outcome instead (STATUS_DELIVERED or STATUS_REJECTED with
-    Intercom's status and message).
+    Intercom's status and message). If the sidecar stops before the outcome is
+    known, a durably queued event is acknowledged STATUS_ACCEPTED with a reason:
+    it is delivered after the restart.
     """
 
     @_typing.overload
@@ -56,10 +58,12 @@ class EventServiceStub:
 class EventServiceAsyncStub(EventServiceStub):
     """Accepts Segment-spec events and acknowledges each one.
 
-    Ack mode: by default an event is acknowledged once it is safely queued
+    Ack mode: by default an event is acknowledged once it is durably queued
     (STATUS_ACCEPTED). Send the gRPC metadata `x-ack-mode: delivered` to receive
     the final outcome instead (STATUS_DELIVERED or STATUS_REJECTED with
-    Intercom's status and message).
+    Intercom's status and message). If the sidecar stops before the outcome is
+    known, a durably queued event is acknowledged STATUS_ACCEPTED with a reason:
+    it is delivered after the restart.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -78,10 +82,12 @@ class EventServiceAsyncStub(EventServiceStub):
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     """Accepts Segment-spec events and acknowledges each one.
 
-    Ack mode: by default an event is acknowledged once it is safely queued
+    Ack mode: by default an event is acknowledged once it is durably queued
     (STATUS_ACCEPTED). Send the gRPC metadata `x-ack-mode: delivered` to receive
     the final outcome instead (STATUS_DELIVERED or STATUS_REJECTED with
-    Intercom's status and message).
+    Intercom's status and message). If the sidecar stops before the outcome is
+    known, a durably queued event is acknowledged STATUS_ACCEPTED with a reason:
+    it is delivered after the restart.
     """
 
     @_abc_1.abstractmethod
