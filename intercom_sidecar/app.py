@@ -28,6 +28,7 @@ from intercom_sidecar.errors import ConfigError, InvalidEventError, ShuttingDown
 from intercom_sidecar.intake import Intake
 from intercom_sidecar.intercom.client import IntercomClient
 from intercom_sidecar.intercom.sender import IntercomSender
+from intercom_sidecar.intercom.token_watch import watch_token
 from intercom_sidecar.mapping import Skip, map_event
 from intercom_sidecar.model.from_proto import DecodeLimits, event_from_bytes
 from intercom_sidecar.server.servicer import EventServicer
@@ -59,6 +60,7 @@ class App:
         tracer_provider: TracerProvider | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
+        token_check_seconds: float = 5.0,
     ) -> None:
         self.config = config
         self._tracer_provider = tracer_provider or make_tracer_provider()
@@ -68,6 +70,8 @@ class App:
         self._pipeline: Pipeline | None = None
         self._spooler: Spooler | None = None
         self._collecting: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
+        self._token_check_seconds = token_check_seconds
         self._limits = DecodeLimits(config.limits.max_event_bytes, config.limits.max_future_seconds)
         self.spool: Spool | None = None
         self._server: grpc.aio.Server | None = None
@@ -97,6 +101,7 @@ class App:
             await self._client.aclose()
             raise ConfigError("INTERCOM_SIDECAR_SPOOL_DIR", str(error)) from None
         self._pipeline = Pipeline(self.sender, config.queue, config.retry, clock=self._clock)
+        self._pipeline.on_pause_change = self._readiness_follows_pause
         self._pipeline.start()
         self._spooler = Spooler(self.spool, self._pipeline)
         self._recover(recovery.pending)
@@ -110,6 +115,16 @@ class App:
                 ", ".join(f"`{path}`" for path in recovery.moved_aside) or "none",
             )
         self._collecting = asyncio.create_task(self._collect_replayed(), name="collect-replayed")
+        self._watching = asyncio.create_task(
+            watch_token(
+                self._client,
+                config.intercom,
+                paused=lambda: self.pipeline.pause_reason is not None,
+                resume=self.pipeline.resume,
+                check_seconds=self._token_check_seconds,
+            ),
+            name="watch-token",
+        )
         intake = Intake(
             self._spooler,
             self._tracer_provider.get_tracer(names.TRACER_NAME),
@@ -143,6 +158,7 @@ class App:
                 )
         except ConfigError:
             self._collecting.cancel()
+            self._watching.cancel()
             await self._pipeline.shutdown(0)
             await self.spool.close()
             await self._client.aclose()
@@ -166,8 +182,9 @@ class App:
         started = asyncio.get_running_loop().time()
         # 1. Readiness off at once, so the pod stops being sent new work.
         await self._health.enter_graceful_shutdown()
-        if self._collecting is not None:
-            self._collecting.cancel()
+        for task in (self._collecting, self._watching):
+            if task is not None:
+                task.cancel()
         # 2. New events get RETRY_LATER from here on (appends under way finish: those events are durable); the
         #    queue is delivered for up to the grace period, which also settles every ack that delivered-mode
         #    callers are waiting for. What is left stays in the spool for the next start.
@@ -190,6 +207,16 @@ class App:
         # 4. Last, flush telemetry so the spans of the final deliveries are exported.
         self._tracer_provider.shutdown()
         self._stopped.set()
+
+    def _readiness_follows_pause(self, reason: str | None) -> None:
+        """Readiness is NOT_SERVING while delivery is paused (liveness is not: restarting would not help)."""
+        if self._stopping:
+            return
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if reason is None else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", EVENT_SERVICE):
+            asyncio.get_running_loop().create_task(self._health.set(service, status))
 
     async def _collect_replayed(self) -> None:
         """Queue the dead letters an operator replays (`intercom-sidecar dlq replay`) while this sidecar runs."""

@@ -33,6 +33,7 @@ __all__ = [
     "SpoolConfig",
     "default_spool_directory",
     "load_config",
+    "read_token_file",
 ]
 
 REGION_URLS: Mapping[str, str] = {
@@ -74,6 +75,8 @@ class IntercomConfig:
     base_url: str = REGION_URLS["us"]
     """From `INTERCOM_API_URL`, else from `INTERCOM_REGION` (us, eu, au)."""
     api_version: str = "2.16"
+    token_file: Path | None = None
+    """`INTERCOM_ACCESS_TOKEN_FILE`, re-read while running: a rotated token is picked up without a restart."""
     timeout_seconds: float = 10.0
     max_connections: int = 16
     create_attributes: bool = True
@@ -171,6 +174,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     config = Config(
         intercom=IntercomConfig(
             token=_read_token(env),
+            token_file=Path(env["INTERCOM_ACCESS_TOKEN_FILE"].strip())
+            if env.get("INTERCOM_ACCESS_TOKEN_FILE", "").strip()
+            else None,
             base_url=_read_base_url(env),
             api_version=reader.get("INTERCOM_API_VERSION", str, "2.16", _non_empty),
             timeout_seconds=reader.get("INTERCOM_SIDECAR_HTTP_TIMEOUT_SECONDS", float, 10.0, _positive),
@@ -251,6 +257,11 @@ def _checked_secret(key: str, value: str) -> Secret:
     if not all("\x21" <= char <= "\x7e" for char in value):
         raise ConfigError(key, "contains spaces, control or non-ASCII characters (is there a second line?)")
     return Secret(value)
+
+
+def read_token_file(path: Path) -> Secret:
+    """The token in `path` now (for re-reading a rotated token file); ConfigError if it is unusable."""
+    return _read_token({"INTERCOM_ACCESS_TOKEN_FILE": str(path)})
 
 
 def _read_token(env: Mapping[str, str]) -> Secret:

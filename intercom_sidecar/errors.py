@@ -5,8 +5,12 @@ SidecarError
 ├── DeliveryError         Intercom did not take the event; carries HTTP status, Intercom's code and message
 │   ├── RetryableError    timeouts, connection errors, 408, 429, 5xx except 501; may carry retry_after
 │   │   └── ThrottledError  429: retry_after comes from Intercom's X-RateLimit-Reset or Retry-After
-│   └── PermanentError    other 4xx, 501, retries exhausted; the ack is REJECTED
+│   ├── UnauthorizedError 401/403: the token is refused; delivery pauses for everyone, nothing is dead-lettered
+│   └── PermanentError    other 4xx, 501; the ack is REJECTED, the event a dead letter
+│       ├── RetriesExhaustedError  the retry budget ran out; the last retryable error is its __cause__
+│       └── InternalError  a bug in the sidecar met while delivering (logged with its traceback)
 ├── QueueFullError        backpressure; the ack is RETRY_LATER with retry_after
+├── PausedError           delivery is paused (token refused); the ack is RETRY_LATER with retry_after
 └── ShuttingDownError     draining; the ack is RETRY_LATER with retry_after
 ConfigError(ValueError)   start-up only; names the setting
 """
@@ -18,6 +22,7 @@ __all__ = [
     "DeliveryError",
     "InternalError",
     "InvalidEventError",
+    "PausedError",
     "PermanentError",
     "QueueFullError",
     "RetriesExhaustedError",
@@ -25,6 +30,7 @@ __all__ = [
     "ShuttingDownError",
     "SidecarError",
     "ThrottledError",
+    "UnauthorizedError",
 ]
 
 
@@ -84,6 +90,11 @@ class ThrottledError(RetryableError):
     """Intercom's rate limit (429). Never retried before `retry_after`."""
 
 
+class UnauthorizedError(DeliveryError):
+    """Intercom refused the access token (401 or 403). Not the event's fault: delivery pauses until the token
+    changes or works again, and the event is sent then."""
+
+
 class PermanentError(DeliveryError):
     """Trying again cannot help: Intercom refused the request, or the retry budget ran out."""
 
@@ -108,6 +119,14 @@ class QueueFullError(SidecarError):
     """The send queue is at its bound; the caller should send again after `retry_after` seconds."""
 
     def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PausedError(SidecarError):
+    """Delivery is paused because Intercom refuses the access token; send again after `retry_after` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float = 30.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 

@@ -20,7 +20,7 @@ from intercom_sidecar.config import MappingConfig
 from intercom_sidecar.delivery.pipeline import Abandoned, Delivered, Outcome, Rejected
 from intercom_sidecar.delivery.spool import SpoolEntry, SpoolError
 from intercom_sidecar.delivery.spooler import Spooler
-from intercom_sidecar.errors import InvalidEventError, QueueFullError, ShuttingDownError
+from intercom_sidecar.errors import InvalidEventError, PausedError, QueueFullError, ShuttingDownError
 from intercom_sidecar.mapping import Skip, map_event
 from intercom_sidecar.model.acks import AckInfo, AckStatus
 from intercom_sidecar.model.events import Event
@@ -74,7 +74,7 @@ class Intake:
             appended = self._spooler.accept(entry, plan, ack.on_outcome)
         except InvalidEventError as error:
             return ack.finish(AckStatus.INVALID, str(error))
-        except ShuttingDownError as error:
+        except (ShuttingDownError, PausedError) as error:
             return ack.finish(AckStatus.RETRY_LATER, str(error), retry_after=error.retry_after)
         except Exception as error:  # a bug: this event is rejected, the stream and the process stay up
             _log.exception("Unexpected error while taking an event.")

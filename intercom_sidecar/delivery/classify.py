@@ -1,7 +1,8 @@
 """Intercom's answer -> success or a classified `DeliveryError`. The one place status codes are judged.
 
 408, 429 and 5xx except 501 are retryable (429 as `ThrottledError`, never retried before Intercom's reset);
-every other 4xx and 501 is permanent.
+401 and 403 mean the token is refused (`UnauthorizedError`: delivery pauses); every other 4xx and 501 is
+permanent.
 """
 
 from __future__ import annotations
@@ -9,7 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from intercom_sidecar.errors import DeliveryError, PermanentError, RetryableError, ThrottledError
+from intercom_sidecar.errors import (
+    DeliveryError,
+    PermanentError,
+    RetryableError,
+    ThrottledError,
+    UnauthorizedError,
+)
 
 __all__ = ["error_for_status", "throttle_delay"]
 
@@ -31,6 +38,8 @@ def error_for_status(
         return ThrottledError(
             message, status=status, code=code, endpoint=endpoint, retry_after=throttle_delay(headers, now)
         )
+    if status in (401, 403):
+        return UnauthorizedError(message, status=status, code=code, endpoint=endpoint)
     if status == 408 or (status >= 500 and status != 501):
         # Every Intercom answer carries X-RateLimit-Reset; only a 429 makes it a floor. Retry-After always is.
         return RetryableError(

@@ -19,7 +19,7 @@ from intercom_sidecar.config import QueueConfig, RetryConfig
 from intercom_sidecar.delivery.clock import Clock, SystemClock
 from intercom_sidecar.delivery.queue import SendQueue
 from intercom_sidecar.delivery.retry import deliver_with_retries
-from intercom_sidecar.errors import DeliveryError, InternalError, RetryableError
+from intercom_sidecar.errors import DeliveryError, InternalError, RetryableError, UnauthorizedError
 from intercom_sidecar.mapping.plan import Plan
 
 __all__ = ["Abandoned", "Delivered", "Outcome", "Pipeline", "Rejected", "Sender"]
@@ -80,6 +80,12 @@ class Pipeline:
         self._rng = rng or random.Random()
         self._queue: SendQueue[_Job] = SendQueue(queue.max_events, full_retry_after=queue.full_retry_after_seconds)
         self._workers: list[asyncio.Task[None]] = []
+        self._running = asyncio.Event()
+        self._running.set()
+        self.pause_reason: str | None = None
+        """Why delivery is paused (Intercom refuses the token), or None while it runs."""
+        self.on_pause_change: Callable[[str | None], None] | None = None
+        """Called with the reason when delivery pauses, and with None when it resumes."""
 
     @property
     def depth(self) -> int:
@@ -104,6 +110,25 @@ class Pipeline:
         Raises QueueFullError (only when `bounded`) or ShuttingDownError."""
         self._queue.put(user_key, _Job(plan, done, failed_attempt), bounded=bounded)
 
+    def resume(self) -> None:
+        """Deliver again after a pause (the token changed, or works again)."""
+        if self.pause_reason is None:
+            return
+        self.pause_reason = None
+        self._running.set()
+        _log.warning("Delivery resumed.")
+        if self.on_pause_change is not None:
+            self.on_pause_change(None)
+
+    def _pause(self, error: UnauthorizedError) -> None:
+        if self.pause_reason is not None:
+            return
+        self.pause_reason = f"delivery is paused: {error.reason}"
+        self._running.clear()
+        _log.warning("Delivery paused: Intercom refuses the access token (HTTP %s).", error.status)
+        if self.on_pause_change is not None:
+            self.on_pause_change(self.pause_reason)
+
     async def wait_idle(self) -> None:
         """Return once every submitted plan has its outcome."""
         await self._queue.wait_idle()
@@ -114,10 +139,11 @@ class Pipeline:
         Returns how many plans were abandoned (each one's `done` got `Abandoned`). Idempotent.
         """
         self._queue.close()
-        try:
-            await asyncio.wait_for(self._queue.wait_idle(), timeout=grace_seconds)
-        except TimeoutError:
-            pass
+        if self.pause_reason is None:  # while paused nothing can be delivered: no point in waiting
+            try:
+                await asyncio.wait_for(self._queue.wait_idle(), timeout=grace_seconds)
+            except TimeoutError:
+                pass
         for worker in self._workers:
             worker.cancel()
         results = await asyncio.gather(*self._workers, return_exceptions=True)
@@ -131,9 +157,14 @@ class Pipeline:
 
     async def _work(self) -> None:
         while True:
+            await self._running.wait()
             key, job = await self._queue.get()
             try:
-                outcome = await self._deliver(job)
+                while isinstance(outcome := await self._deliver(job), UnauthorizedError):
+                    # The token is refused: not this event's fault. Hold it (so its user's order is kept) and
+                    # everyone else's until delivery resumes, then send it again.
+                    self._pause(outcome)
+                    await self._running.wait()
             except asyncio.CancelledError:
                 _report(job, Abandoned("the sidecar stopped before delivery finished"))
                 raise _AbandonedInFlight from None
@@ -141,7 +172,7 @@ class Pipeline:
                 self._queue.task_done(key)
             _report(job, outcome)
 
-    async def _deliver(self, job: _Job) -> Outcome:
+    async def _deliver(self, job: _Job) -> Outcome | UnauthorizedError:
         plan = job.plan
         retries = 0
 
@@ -155,6 +186,8 @@ class Pipeline:
             attempts = await deliver_with_retries(
                 lambda: self._sender.send(plan), policy=self._retry, clock=self._clock, rng=self._rng, on_retry=count
             )
+        except UnauthorizedError as error:
+            return error
         except DeliveryError as error:
             return Rejected(error, attempts=retries + 1)
         except Exception as error:  # a bug: keep the worker alive, reject the one event

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from intercom_sidecar.delivery.pipeline import Abandoned, Delivered, Outcome, Pipeline, Rejected
 from intercom_sidecar.delivery.spool import Spool, SpooledEvent, SpoolEntry
-from intercom_sidecar.errors import ShuttingDownError
+from intercom_sidecar.errors import PausedError, ShuttingDownError
 from intercom_sidecar.mapping.plan import Plan
 
 __all__ = ["Spooler"]
@@ -54,6 +54,8 @@ class Spooler:
         for a duplicate; it fails with QueueFullError (spool full), SpoolError or ShuttingDownError."""
         if self._closed:
             raise ShuttingDownError()
+        if self._pipeline.pause_reason is not None:
+            raise PausedError(self._pipeline.pause_reason)
         loop = asyncio.get_running_loop()
         accepting = _Accepting(entry, plan, on_outcome, loop.create_future())
         self._batch.append(accepting)

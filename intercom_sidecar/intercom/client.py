@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from intercom_sidecar import __version__
-from intercom_sidecar.config import IntercomConfig
+from intercom_sidecar.config import IntercomConfig, Secret
 from intercom_sidecar.delivery.classify import error_for_status
 from intercom_sidecar.errors import PermanentError, RetryableError
 
@@ -148,6 +148,11 @@ class IntercomClient:
         return IntercomResponse(
             status=response.status_code, headers=response.headers, body=response.content, endpoint=endpoint
         )
+
+    def set_token(self, token: Secret) -> None:
+        """Use `token` from the next request on (a rotated token file)."""
+        for pool in self._pools:
+            pool.headers["Authorization"] = f"Bearer {token.reveal()}"
 
     async def aclose(self) -> None:
         for pool in self._pools:

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from intercom_sidecar.delivery.classify import error_for_status, throttle_delay
-from intercom_sidecar.errors import DeliveryError, PermanentError, RetryableError, ThrottledError
+from intercom_sidecar.errors import DeliveryError, PermanentError, RetryableError, ThrottledError, UnauthorizedError
 
 NOW = 1_700_000_000.0
 RESET_IN_10 = {"X-RateLimit-Reset": str(int(NOW) + 10)}
@@ -33,8 +33,8 @@ MATRIX: list[tuple[int, dict[str, str], type[DeliveryError] | None, float | None
     (204, {}, None, None),
     (301, {}, PermanentError, None),
     (400, {}, PermanentError, None),
-    (401, {}, PermanentError, None),
-    (403, {}, PermanentError, None),
+    (401, {}, UnauthorizedError, None),
+    (403, {}, UnauthorizedError, None),
     (404, {}, PermanentError, None),
     (404, {"Retry-After": "5"}, PermanentError, None),
     (408, {}, RetryableError, None),

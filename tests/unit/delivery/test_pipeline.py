@@ -18,6 +18,7 @@ from intercom_sidecar.errors import (
     RetriesExhaustedError,
     RetryableError,
     ShuttingDownError,
+    UnauthorizedError,
 )
 from intercom_sidecar.mapping.plan import ContactRef, CreateDataEvent, Plan
 from tests.conftest import FakeClock
@@ -383,3 +384,34 @@ async def test_shutdown_before_start_abandons_queued_plans(
     assert await pipeline.shutdown(grace_seconds=0) == 3
     assert [outcomes[name] for name in ("a1", "a2", "b1")] == [STOPPED_BEFORE] * 3
     assert sender.started == []
+
+
+async def test_a_refused_token_pauses_everyone_and_the_event_is_sent_after_resume(
+    make_pipeline: Callable[..., Pipeline], sender: FakeSender, outcomes: Outcomes
+) -> None:
+    pipeline = make_pipeline(workers=2)
+    changes: list[str | None] = []
+    paused = asyncio.Event()
+
+    def on_pause_change(reason: str | None) -> None:
+        changes.append(reason)
+        paused.set()
+
+    pipeline.on_pause_change = on_pause_change
+    sender.errors["a1"] = [UnauthorizedError("Access Token Invalid", status=401, code="unauthorized")]
+    gate = sender.gate("b1")
+    gate.set()
+
+    submit(pipeline, outcomes, "a", "a1")
+    await paused.wait()
+    reason = "delivery is paused: intercom 401 unauthorized: Access Token Invalid"
+    assert pipeline.pause_reason == reason
+    submit(pipeline, outcomes, "b", "b1")
+    with pytest.raises(TimeoutError):  # a negative check: the free worker takes nothing new while paused
+        await asyncio.wait_for(sender.wait_started("b1"), timeout=0.05)
+
+    pipeline.resume()
+    await outcomes.wait("a1", "b1")
+    assert outcomes["a1"] == Delivered(attempts=1), "sent again after the pause, not rejected"
+    assert sorted(sender.sent) == ["a1", "b1"]
+    assert changes == [reason, None]
