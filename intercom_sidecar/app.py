@@ -18,8 +18,9 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import service_pb2, service_pb2_grpc
 from intercom_sidecar.config import Config
-from intercom_sidecar.delivery.clock import Clock
+from intercom_sidecar.delivery.clock import Clock, SystemClock
 from intercom_sidecar.delivery.pipeline import Pipeline
+from intercom_sidecar.delivery.ratelimit import RateLimiter
 from intercom_sidecar.delivery.spool import Spool, SpooledEvent, SpoolError
 from intercom_sidecar.delivery.spool_memory import MemorySpool
 from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
@@ -92,7 +93,8 @@ class App:
 
     async def start(self) -> None:
         config = self.config
-        self._client = IntercomClient(config.intercom, transport=self._transport)
+        self.rate_limiter = RateLimiter(self._clock or SystemClock())
+        self._client = IntercomClient(config.intercom, transport=self._transport, limiter=self.rate_limiter)
         self.sender = IntercomSender(self._client, config.intercom)
         self.spool = _make_spool(config)
         try:

@@ -36,6 +36,10 @@ class Sidecar:
     spans: InMemorySpanExporter
     target: str
 
+    async def close(self) -> None:
+        await self.channel.close()
+        await self.app.stop()
+
 
 SidecarFactory = Callable[..., Awaitable[Sidecar]]
 
@@ -65,26 +69,29 @@ def sidecar_config(fake: FakeIntercom, spool_dir: Path, **sections: Any) -> Conf
     return dataclasses.replace(config, **sections)
 
 
+async def start_app(fake: FakeIntercom, spool_dir: Path, **sections: Any) -> Sidecar:
+    """A started sidecar delivering to `fake`, with an in-memory span exporter and a client channel."""
+    spans = InMemorySpanExporter()
+    provider = make_tracer_provider({}, processors=(SimpleSpanProcessor(spans),))
+    app = App(sidecar_config(fake, spool_dir, **sections), tracer_provider=provider)
+    await app.start()
+    target = f"127.0.0.1:{app.port}"
+    channel = grpc.aio.insecure_channel(target)
+    return Sidecar(app, channel, service_pb2_grpc.EventServiceStub(channel), spans, target)
+
+
 @pytest.fixture
 async def start_sidecar(fake_intercom: FakeIntercom, tmp_path: Path) -> AsyncIterator[SidecarFactory]:
     started: list[Sidecar] = []
 
     async def start(**sections: Any) -> Sidecar:
-        spans = InMemorySpanExporter()
-        provider = make_tracer_provider({}, processors=(SimpleSpanProcessor(spans),))
-        spool_dir = tmp_path / f"spool-{len(started)}"
-        app = App(sidecar_config(fake_intercom, spool_dir, **sections), tracer_provider=provider)
-        await app.start()
-        target = f"127.0.0.1:{app.port}"
-        channel = grpc.aio.insecure_channel(target)
-        sidecar = Sidecar(app, channel, service_pb2_grpc.EventServiceStub(channel), spans, target)
+        sidecar = await start_app(fake_intercom, tmp_path / f"spool-{len(started)}", **sections)
         started.append(sidecar)
         return sidecar
 
     yield start
     for sidecar in started:
-        await sidecar.channel.close()
-        await sidecar.app.stop()
+        await sidecar.close()
 
 
 @pytest.fixture

@@ -1,0 +1,104 @@
+"""Pacing within Intercom's rate limit, from what Intercom says about it.
+
+Intercom's budget (about 10,000 calls a minute per app, enforced per 10-second window) is shared by every replica
+of the sidecar, so no replica can know its share: each one reads the headers on every answer
+(`X-RateLimit-Remaining`, `X-RateLimit-Reset` in Unix seconds), counts its own requests granted since, and spreads
+what remains over the time left in the window. Those headers already count the other replicas' requests, so
+replicas that all pace this way converge on the shared budget instead of overrunning it. When nothing is known
+about the current window (once a window has ended), one request goes first and the others wait for its answer,
+so replicas do not all rush the new window at once. The last 5% of each window is left unused: near
+its end every replica still sees the same few requests remaining and would race for them. Once the window is spent,
+or after a 429, nobody sends before the announced reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+
+from intercom_sidecar.delivery.clock import Clock
+
+__all__ = ["RateLimiter"]
+
+_RESERVE_FRACTION = 0.05
+"""The share of a window's limit kept unused, so replicas that see the same count do not overrun it together."""
+_RESET_MARGIN_SECONDS = 0.05
+"""Wait this much past the announced reset: clocks differ a little, and an early request only costs a 429."""
+
+
+class RateLimiter:
+    """Shared by every request to one Intercom app. `acquire()` before a request; then `observe()` its answer,
+    or `release()` when it got none."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._remaining: float | None = None
+        """Requests left in the current window, as last reported, less what was granted since."""
+        self._reset_at = -math.inf
+        self._reserve = 0.0
+        self._blocked_until = -math.inf
+        self._next_grant = -math.inf
+        self._probe: asyncio.Future[None] | None = None
+        """The answer awaited before anyone else sends into a window nothing is known about."""
+        self.waited_seconds = 0.0
+        """Total time requests spent waiting for the rate limit."""
+
+    async def acquire(self) -> None:
+        while True:
+            now = self._clock.now()
+            if now < self._blocked_until:
+                await self._wait(self._blocked_until - now)
+            elif self._remaining is None:  # no answer has carried rate-limit headers yet: nothing to pace by
+                return
+            elif now >= self._reset_at:
+                if self._probe is None:  # nothing known about this window: go first, alone
+                    self._probe = asyncio.get_running_loop().create_future()
+                    return
+                await asyncio.shield(self._probe)
+            elif self._remaining <= self._reserve:
+                await self._wait(self._reset_at + _RESET_MARGIN_SECONDS - now)
+            elif now < self._next_grant:
+                await self._wait(self._next_grant - now)
+            else:
+                self._next_grant = now + (self._reset_at - now) / (self._remaining - self._reserve)
+                self._remaining -= 1
+                return
+
+    def observe(self, headers: Mapping[str, str], status: int) -> None:
+        """Learn from one answer's headers (and a 429: nothing is sent before the reset it announces)."""
+        reset = _number(headers.get("x-ratelimit-reset"))
+        remaining = _number(headers.get("x-ratelimit-remaining"))
+        limit = _number(headers.get("x-ratelimit-limit"))
+        if limit is not None:
+            self._reserve = math.floor(limit * _RESERVE_FRACTION)
+        if reset is not None and remaining is not None:
+            if reset > self._reset_at:  # a new window: its count replaces what we had
+                self._reset_at, self._remaining = reset, remaining
+            elif reset == self._reset_at and self._remaining is not None:
+                # Answers arrive out of order: the lowest count is the latest (our own grants stay subtracted).
+                self._remaining = min(self._remaining, remaining)
+        if status == 429:
+            until = (reset if reset is not None else self._clock.now() + 1.0) + _RESET_MARGIN_SECONDS
+            self._blocked_until = max(self._blocked_until, until)
+        self.release()
+
+    def release(self) -> None:
+        """A request is over; if it was the one sent first into an unknown window, the others may go."""
+        if self._probe is not None:
+            probe, self._probe = self._probe, None
+            probe.set_result(None)
+
+    async def _wait(self, seconds: float) -> None:
+        self.waited_seconds += seconds
+        await self._clock.sleep(seconds)
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
