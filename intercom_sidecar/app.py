@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -35,6 +36,7 @@ from intercom_sidecar.model.from_proto import DecodeLimits, event_from_bytes
 from intercom_sidecar.server.servicer import EventServicer
 from intercom_sidecar.telemetry import names
 from intercom_sidecar.telemetry.setup import make_tracer_provider
+from intercom_sidecar.telemetry.spans import end_recovered_span, recovered_span
 
 __all__ = ["EVENT_SERVICE", "LIVENESS_SERVICE", "App"]
 
@@ -65,6 +67,7 @@ class App:
     ) -> None:
         self.config = config
         self._tracer_provider = tracer_provider or make_tracer_provider()
+        self._tracer = self._tracer_provider.get_tracer(names.TRACER_NAME)
         self._transport = transport
         self._clock = clock
         self._client: IntercomClient | None = None
@@ -94,7 +97,10 @@ class App:
     async def start(self) -> None:
         config = self.config
         self.rate_limiter = RateLimiter(self._clock or SystemClock())
-        self._client = IntercomClient(config.intercom, transport=self._transport, limiter=self.rate_limiter)
+        tracer = self._tracer
+        self._client = IntercomClient(
+            config.intercom, transport=self._transport, limiter=self.rate_limiter, tracer=tracer
+        )
         self.sender = IntercomSender(self._client, config.intercom)
         self.spool = _make_spool(config)
         try:
@@ -102,7 +108,7 @@ class App:
         except SpoolError as error:
             await self._client.aclose()
             raise ConfigError("INTERCOM_SIDECAR_SPOOL_DIR", str(error)) from None
-        self._pipeline = Pipeline(self.sender, config.queue, config.retry, clock=self._clock)
+        self._pipeline = Pipeline(self.sender, config.queue, config.retry, clock=self._clock, tracer=tracer)
         self._pipeline.on_pause_change = self._readiness_follows_pause
         self._pipeline.start()
         self._spooler = Spooler(self.spool, self._pipeline)
@@ -129,7 +135,7 @@ class App:
         )
         intake = Intake(
             self._spooler,
-            self._tracer_provider.get_tracer(names.TRACER_NAME),
+            tracer,
             config.mapping,
             durable=config.spool.kind == "sqlite",
         )
@@ -240,7 +246,7 @@ class App:
         assert self.spool is not None and self._spooler is not None
         for spooled in pending:
             try:
-                event = event_from_bytes(spooled.payload, now=spooled.accepted_at, limits=self._limits)
+                event, carrier = event_from_bytes(spooled.payload, now=spooled.accepted_at, limits=self._limits)
                 plan = map_event(event, self.config.mapping)
             except InvalidEventError as error:
                 plan = Skip(f"no longer valid under the current settings: {error}")
@@ -248,7 +254,8 @@ class App:
                 # Accepted earlier, so never dropped silently: an operator can read why, and replay it.
                 self.spool.dead_letter(spooled.seq, reason=plan.reason, status=None, code="not_sent", attempts=0)
             else:
-                self._spooler.recover(spooled, plan)
+                span, context = recovered_span(self._tracer, spooled.message_id, carrier)
+                self._spooler.recover(spooled, plan, functools.partial(end_recovered_span, span), context)
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

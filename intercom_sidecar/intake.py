@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, Status, StatusCode, Tracer, set_span_in_context
 
 from intercom_sidecar.config import MappingConfig
 from intercom_sidecar.delivery.pipeline import Abandoned, Delivered, Outcome, Rejected
@@ -24,7 +24,7 @@ from intercom_sidecar.errors import InvalidEventError, PausedError, QueueFullErr
 from intercom_sidecar.mapping import Skip, map_event
 from intercom_sidecar.model.acks import AckInfo, AckStatus
 from intercom_sidecar.model.events import Event
-from intercom_sidecar.telemetry import names
+from intercom_sidecar.telemetry import names, spans
 
 __all__ = ["Intake"]
 
@@ -54,24 +54,27 @@ class Intake:
         self,
         message_id: str,
         decode: Callable[[float], Event],
-        payload: Callable[[], bytes],
+        payload: Callable[[str], bytes],
         *,
         wait: bool,
         parent: Context | None = None,
     ) -> AckInfo | asyncio.Future[AckInfo]:
         """Take one event: its ack now (not queued), or a future of its ack (ACCEPTED once durable, or with
-        `wait` the final outcome). `decode(now)` validates; `payload()` is what the spool keeps."""
+        `wait` the final outcome). `decode(now)` validates; `payload(traceparent)` is what the spool keeps, with
+        the event span's W3C context in it, so a delivery after a restart joins the trace."""
         span = self._tracer.start_span(names.SPAN_EVENT, context=parent, attributes={names.ATTR_MESSAGE_ID: message_id})
         ack = _Ack(span, message_id, format(span.get_span_context().trace_id, "032x"), self._durable)
         now = self._clock()
+        event_context = set_span_in_context(span)
         try:
-            event = decode(now)
-            span.set_attribute(names.ATTR_CALL_TYPE, event.type)
-            plan = map_event(event, self._mapping)
+            with self._tracer.start_as_current_span(spans.SPAN_VALIDATE, context=event_context):
+                event = decode(now)
+                span.set_attribute(names.ATTR_CALL_TYPE, event.type)
+                plan = map_event(event, self._mapping)
             if isinstance(plan, Skip):
                 return ack.finish(AckStatus.FILTERED, plan.reason)
-            entry = SpoolEntry(message_id, event.user_key, payload(), ack.trace_id, now)
-            appended = self._spooler.accept(entry, plan, ack.on_outcome)
+            entry = SpoolEntry(message_id, event.user_key, payload(spans.traceparent(span)), ack.trace_id, now)
+            appended = self._spooler.accept(entry, plan, ack.on_outcome, event_context)
         except InvalidEventError as error:
             return ack.finish(AckStatus.INVALID, str(error))
         except (ShuttingDownError, PausedError) as error:

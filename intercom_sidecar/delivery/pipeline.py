@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+from opentelemetry.context import Context
+from opentelemetry.trace import NoOpTracer, Tracer
 
 from intercom_sidecar.config import QueueConfig, RetryConfig
 from intercom_sidecar.delivery.clock import Clock, SystemClock
@@ -21,6 +25,7 @@ from intercom_sidecar.delivery.queue import SendQueue
 from intercom_sidecar.delivery.retry import deliver_with_retries
 from intercom_sidecar.errors import DeliveryError, InternalError, RetryableError, UnauthorizedError
 from intercom_sidecar.mapping.plan import Plan
+from intercom_sidecar.telemetry.spans import ATTR_RETRY_ATTEMPT, SPAN_ATTEMPT, SPAN_QUEUED
 
 __all__ = ["Abandoned", "Delivered", "Outcome", "Pipeline", "Rejected", "Sender"]
 
@@ -59,6 +64,9 @@ class _Job:
     plan: Plan
     done: Callable[[Outcome], None]
     failed_attempt: Callable[[str], None] | None = None
+    trace: Context | None = None
+    """The event span's context: the queued and attempt spans are its children."""
+    queued_at_ns: int = 0
 
 
 class Pipeline:
@@ -72,8 +80,10 @@ class Pipeline:
         *,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._sender = sender
+        self._tracer = tracer or NoOpTracer()
         self._retry = retry
         self._workers_wanted = queue.workers
         self._clock = clock or SystemClock()
@@ -105,10 +115,11 @@ class Pipeline:
         failed_attempt: Callable[[str], None] | None = None,
         *,
         bounded: bool = True,
+        trace: Context | None = None,
     ) -> None:
         """Queue `plan` behind the earlier plans of `user_key`; `failed_attempt` hears of each retried failure.
         Raises QueueFullError (only when `bounded`) or ShuttingDownError."""
-        self._queue.put(user_key, _Job(plan, done, failed_attempt), bounded=bounded)
+        self._queue.put(user_key, _Job(plan, done, failed_attempt, trace, time.time_ns()), bounded=bounded)
 
     def resume(self) -> None:
         """Deliver again after a pause (the token changed, or works again)."""
@@ -159,6 +170,7 @@ class Pipeline:
         while True:
             await self._running.wait()
             key, job = await self._queue.get()
+            self._tracer.start_span(SPAN_QUEUED, context=job.trace, start_time=job.queued_at_ns).end()
             try:
                 while isinstance(outcome := await self._deliver(job), UnauthorizedError):
                     # The token is refused: not this event's fault. Hold it (so its user's order is kept) and
@@ -182,9 +194,16 @@ class Pipeline:
             if job.failed_attempt is not None:
                 job.failed_attempt(error.reason)
 
+        async def attempt() -> None:
+            # The attempt span is current while the plan runs, so each Intercom call is its child.
+            with self._tracer.start_as_current_span(
+                SPAN_ATTEMPT, context=job.trace, attributes={ATTR_RETRY_ATTEMPT: retries + 1}
+            ):
+                await self._sender.send(plan)
+
         try:
             attempts = await deliver_with_retries(
-                lambda: self._sender.send(plan), policy=self._retry, clock=self._clock, rng=self._rng, on_retry=count
+                attempt, policy=self._retry, clock=self._clock, rng=self._rng, on_retry=count
             )
         except UnauthorizedError as error:
             return error

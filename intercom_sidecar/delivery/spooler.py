@@ -18,6 +18,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from opentelemetry.context import Context
+
 from intercom_sidecar.delivery.pipeline import Abandoned, Delivered, Outcome, Pipeline, Rejected
 from intercom_sidecar.delivery.spool import Spool, SpooledEvent, SpoolEntry
 from intercom_sidecar.errors import PausedError, ShuttingDownError
@@ -35,6 +37,7 @@ class _Accepting:
     entry: SpoolEntry
     plan: Plan
     on_outcome: OutcomeCallback | None
+    trace: Context | None
     appended: asyncio.Future[int | None]
 
 
@@ -48,7 +51,11 @@ class Spooler:
         self._closed = False
 
     def accept(
-        self, entry: SpoolEntry, plan: Plan, on_outcome: OutcomeCallback | None = None
+        self,
+        entry: SpoolEntry,
+        plan: Plan,
+        on_outcome: OutcomeCallback | None = None,
+        trace: Context | None = None,
     ) -> asyncio.Future[int | None]:
         """Spool `entry` and queue `plan` for delivery. The future gives the seq once the write is durable, or None
         for a duplicate; it fails with QueueFullError (spool full), SpoolError or ShuttingDownError."""
@@ -57,18 +64,29 @@ class Spooler:
         if self._pipeline.pause_reason is not None:
             raise PausedError(self._pipeline.pause_reason)
         loop = asyncio.get_running_loop()
-        accepting = _Accepting(entry, plan, on_outcome, loop.create_future())
+        accepting = _Accepting(entry, plan, on_outcome, trace, loop.create_future())
         self._batch.append(accepting)
         if self._writing is None and not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
         return accepting.appended
 
-    def recover(self, event: SpooledEvent, plan: Plan) -> None:
+    def recover(
+        self,
+        event: SpooledEvent,
+        plan: Plan,
+        on_outcome: OutcomeCallback | None = None,
+        trace: Context | None = None,
+    ) -> None:
         """Queue an event the spool held from before (a restart, or a replayed dead letter)."""
         # Already stored: the spool's own bounds were applied when it was accepted, so it is never refused here.
         self._pipeline.submit(
-            event.user_key, plan, self._settler(event.seq, None), self._recorder(event.seq), bounded=False
+            event.user_key,
+            plan,
+            self._settler(event.seq, on_outcome),
+            self._recorder(event.seq),
+            bounded=False,
+            trace=trace,
         )
 
     async def close(self) -> None:
@@ -119,6 +137,7 @@ class Spooler:
                 accepting.plan,
                 self._settler(seq, accepting.on_outcome),
                 self._recorder(seq),
+                trace=accepting.trace,
             )
         except ShuttingDownError:
             # Durable already: it stays pending in the spool and is delivered after the restart.

@@ -59,13 +59,14 @@ def event_from_proto(message: event_pb2.Event, *, now: float, limits: DecodeLimi
     )
 
 
-def event_from_bytes(payload: bytes, *, now: float, limits: DecodeLimits) -> Event:
-    """An event kept as serialized protobuf (the spool's payload), validated as when it was received at `now`."""
+def event_from_bytes(payload: bytes, *, now: float, limits: DecodeLimits) -> tuple[Event, dict[str, str]]:
+    """An event kept as serialized protobuf (the spool's payload), validated as when it was received at `now`,
+    and the W3C trace context kept with it."""
     try:
         message = event_pb2.Event.FromString(payload)
     except DecodeError:
         raise InvalidEventError("event", "is not a valid serialized intercom_sidecar.v1.Event") from None
-    return event_from_proto(message, now=now, limits=limits)
+    return event_from_proto(message, now=now, limits=limits), dict(message.trace_context)
 
 
 def _call(message: event_pb2.Event) -> Call:

@@ -1,7 +1,8 @@
 """`intercom_sidecar.v1.EventService`: Stream and Send, thin over `Intake`.
 
 Call options come from gRPC metadata: `x-ack-mode: delivered` asks for final outcomes instead of ACCEPTED,
-and W3C `traceparent`/`tracestate` make each event's span a child of the caller's span.
+and W3C `traceparent`/`tracestate` make each event's span a child of the caller's span (an event's own
+`trace_context` field, when set, wins over the call's metadata).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from collections.abc import AsyncIterator
 
 import grpc
 from opentelemetry.context import Context
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2, service_pb2_grpc
 from intercom_sidecar.config import Secret
@@ -21,12 +21,12 @@ from intercom_sidecar.model.acks import AckInfo
 from intercom_sidecar.model.events import Event
 from intercom_sidecar.model.from_proto import DecodeLimits, event_from_proto
 from intercom_sidecar.server.acks import ack_to_proto
+from intercom_sidecar.telemetry.spans import context_from_carrier
 
 __all__ = ["ACK_MODE_KEY", "EventServicer"]
 
 ACK_MODE_KEY = "x-ack-mode"
 _ACK_MODES = {"accepted": False, "delivered": True}
-_propagator = TraceContextTextMapPropagator()
 _CLOSED_DETAILS = "the sidecar is shutting down; events without an ack were not taken, send them again elsewhere"
 
 
@@ -120,7 +120,14 @@ class EventServicer(service_pb2_grpc.EventServiceServicer):
         def decode(now: float) -> Event:
             return event_from_proto(message, now=now, limits=self._limits)
 
-        return self._intake.submit(message.message_id, decode, message.SerializeToString, wait=wait, parent=parent)
+        def payload(traceparent: str) -> bytes:
+            message.trace_context.clear()
+            message.trace_context["traceparent"] = traceparent
+            return message.SerializeToString()
+
+        if message.trace_context:
+            parent = context_from_carrier(message.trace_context) or parent
+        return self._intake.submit(message.message_id, decode, payload, wait=wait, parent=parent)
 
 
 async def _call_options(context: grpc.aio.ServicerContext[object, object]) -> tuple[bool, Context | None]:
@@ -130,5 +137,4 @@ async def _call_options(context: grpc.aio.ServicerContext[object, object]) -> tu
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT, f"{ACK_MODE_KEY} must be 'accepted' or 'delivered', got {mode!r}"
         )
-    parent = _propagator.extract(metadata) if "traceparent" in metadata else None
-    return _ACK_MODES[mode], parent
+    return _ACK_MODES[mode], context_from_carrier(metadata)

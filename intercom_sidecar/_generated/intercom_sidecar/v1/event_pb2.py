@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fintercom_sidecar/v1/event.proto\x12\x13intercom_sidecar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x04\n\x05\x45vent\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x03 \x01(\t\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07\x63ontext\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\x0cintegrations\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x31\n\x08identify\x18\n \x01(\x0b\x32\x1d.intercom_sidecar.v1.IdentifyH\x00\x12+\n\x05track\x18\x0b \x01(\x0b\x32\x1a.intercom_sidecar.v1.TrackH\x00\x12)\n\x04page\x18\x0c \x01(\x0b\x32\x19.intercom_sidecar.v1.PageH\x00\x12-\n\x06screen\x18\r \x01(\x0b\x32\x1b.intercom_sidecar.v1.ScreenH\x00\x12+\n\x05group\x18\x0e \x01(\x0b\x32\x1a.intercom_sidecar.v1.GroupH\x00\x12+\n\x05\x61lias\x18\x0f \x01(\x0b\x32\x1a.intercom_sidecar.v1.AliasH\x00\x42\x06\n\x04\x63\x61ll\"3\n\x08Identify\x12\'\n\x06traits\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"C\n\x05Track\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12+\n\nproperties\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"S\n\x04Page\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12+\n\nproperties\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"U\n\x06Screen\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12+\n\nproperties\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"B\n\x05Group\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\'\n\x06traits\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x1c\n\x05\x41lias\x12\x13\n\x0bprevious_id\x18\x01 \x01(\t\"\xd6\x02\n\x03\x41\x63k\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.intercom_sidecar.v1.Ack.Status\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08trace_id\x18\x04 \x01(\t\x12.\n\x0bretry_after\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb7\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTATUS_ACCEPTED\x10\x01\x12\x14\n\x10STATUS_DELIVERED\x10\x02\x12\x14\n\x10STATUS_DUPLICATE\x10\x03\x12\x13\n\x0fSTATUS_FILTERED\x10\x04\x12\x12\n\x0eSTATUS_INVALID\x10\x05\x12\x13\n\x0fSTATUS_REJECTED\x10\x06\x12\x16\n\x12STATUS_RETRY_LATER\x10\x07\x42u\n\x16\x63om.intercomsidecar.v1P\x01ZYgithub.com/intercom-sidecar/intercom-sidecar/gen/go/intercom_sidecar/v1;intercomsidecarv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fintercom_sidecar/v1/event.proto\x12\x13intercom_sidecar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x05\n\x05\x45vent\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x03 \x01(\t\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07\x63ontext\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\x0cintegrations\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x43\n\rtrace_context\x18\x08 \x03(\x0b\x32,.intercom_sidecar.v1.Event.TraceContextEntry\x12\x31\n\x08identify\x18\n \x01(\x0b\x32\x1d.intercom_sidecar.v1.IdentifyH\x00\x12+\n\x05track\x18\x0b \x01(\x0b\x32\x1a.intercom_sidecar.v1.TrackH\x00\x12)\n\x04page\x18\x0c \x01(\x0b\x32\x19.intercom_sidecar.v1.PageH\x00\x12-\n\x06screen\x18\r \x01(\x0b\x32\x1b.intercom_sidecar.v1.ScreenH\x00\x12+\n\x05group\x18\x0e \x01(\x0b\x32\x1a.intercom_sidecar.v1.GroupH\x00\x12+\n\x05\x61lias\x18\x0f \x01(\x0b\x32\x1a.intercom_sidecar.v1.AliasH\x00\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x06\n\x04\x63\x61ll\"3\n\x08Identify\x12\'\n\x06traits\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"C\n\x05Track\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12+\n\nproperties\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"S\n\x04Page\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12+\n\nproperties\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"U\n\x06Screen\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12+\n\nproperties\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"B\n\x05Group\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\'\n\x06traits\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x1c\n\x05\x41lias\x12\x13\n\x0bprevious_id\x18\x01 \x01(\t\"\xd6\x02\n\x03\x41\x63k\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.intercom_sidecar.v1.Ack.Status\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08trace_id\x18\x04 \x01(\t\x12.\n\x0bretry_after\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb7\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTATUS_ACCEPTED\x10\x01\x12\x14\n\x10STATUS_DELIVERED\x10\x02\x12\x14\n\x10STATUS_DUPLICATE\x10\x03\x12\x13\n\x0fSTATUS_FILTERED\x10\x04\x12\x12\n\x0eSTATUS_INVALID\x10\x05\x12\x13\n\x0fSTATUS_REJECTED\x10\x06\x12\x16\n\x12STATUS_RETRY_LATER\x10\x07\x42u\n\x16\x63om.intercomsidecar.v1P\x01ZYgithub.com/intercom-sidecar/intercom-sidecar/gen/go/intercom_sidecar/v1;intercomsidecarv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,22 +35,26 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'intercom_sidecar.v1.event_p
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\026com.intercomsidecar.v1P\001ZYgithub.com/intercom-sidecar/intercom-sidecar/gen/go/intercom_sidecar/v1;intercomsidecarv1'
+  _globals['_EVENT_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_EVENT_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_EVENT']._serialized_start=152
-  _globals['_EVENT']._serialized_end=683
-  _globals['_IDENTIFY']._serialized_start=685
-  _globals['_IDENTIFY']._serialized_end=736
-  _globals['_TRACK']._serialized_start=738
-  _globals['_TRACK']._serialized_end=805
-  _globals['_PAGE']._serialized_start=807
-  _globals['_PAGE']._serialized_end=890
-  _globals['_SCREEN']._serialized_start=892
-  _globals['_SCREEN']._serialized_end=977
-  _globals['_GROUP']._serialized_start=979
-  _globals['_GROUP']._serialized_end=1045
-  _globals['_ALIAS']._serialized_start=1047
-  _globals['_ALIAS']._serialized_end=1075
-  _globals['_ACK']._serialized_start=1078
-  _globals['_ACK']._serialized_end=1420
-  _globals['_ACK_STATUS']._serialized_start=1237
-  _globals['_ACK_STATUS']._serialized_end=1420
+  _globals['_EVENT']._serialized_end=805
+  _globals['_EVENT_TRACECONTEXTENTRY']._serialized_start=746
+  _globals['_EVENT_TRACECONTEXTENTRY']._serialized_end=797
+  _globals['_IDENTIFY']._serialized_start=807
+  _globals['_IDENTIFY']._serialized_end=858
+  _globals['_TRACK']._serialized_start=860
+  _globals['_TRACK']._serialized_end=927
+  _globals['_PAGE']._serialized_start=929
+  _globals['_PAGE']._serialized_end=1012
+  _globals['_SCREEN']._serialized_start=1014
+  _globals['_SCREEN']._serialized_end=1099
+  _globals['_GROUP']._serialized_start=1101
+  _globals['_GROUP']._serialized_end=1167
+  _globals['_ALIAS']._serialized_start=1169
+  _globals['_ALIAS']._serialized_end=1197
+  _globals['_ACK']._serialized_start=1200
+  _globals['_ACK']._serialized_end=1542
+  _globals['_ACK_STATUS']._serialized_start=1359
+  _globals['_ACK_STATUS']._serialized_end=1542
 # @@protoc_insertion_point(module_scope)

@@ -9,11 +9,13 @@ mapping reproduces Segment's JSON (`message_id` <-> `messageId`,
 `anonymous_id` <-> `anonymousId`, `previous_id` <-> `previousId`, ...).
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -32,6 +34,26 @@ class Event(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     MESSAGE_ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     ANONYMOUS_ID_FIELD_NUMBER: _builtins.int
@@ -39,6 +61,7 @@ class Event(_message.Message):
     SENT_AT_FIELD_NUMBER: _builtins.int
     CONTEXT_FIELD_NUMBER: _builtins.int
     INTEGRATIONS_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     IDENTIFY_FIELD_NUMBER: _builtins.int
     TRACK_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
@@ -74,6 +97,13 @@ class Event(_message.Message):
         """Segment's selective-destinations object, e.g. {"All": false, "Intercom": true}."""
 
     @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Optional W3C trace context of this event (`traceparent`, `tracestate`). When set, the event's span continues
+        it; otherwise it continues the `traceparent` metadata of the call. Use it on a long-lived stream whose events
+        belong to different traces.
+        """
+
+    @_builtins.property
     def identify(self) -> Global___Identify: ...
     @_builtins.property
     def track(self) -> Global___Track: ...
@@ -95,6 +125,7 @@ class Event(_message.Message):
         sent_at: _timestamp_pb2.Timestamp | None = ...,
         context: _struct_pb2.Struct | None = ...,
         integrations: _struct_pb2.Struct | None = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         identify: Global___Identify | None = ...,
         track: Global___Track | None = ...,
         page: Global___Page | None = ...,
@@ -104,7 +135,7 @@ class Event(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "call", b"call", "context", b"context", "group", b"group", "identify", b"identify", "integrations", b"integrations", "page", b"page", "screen", b"screen", "sent_at", b"sent_at", "timestamp", b"timestamp", "track", b"track"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "anonymous_id", b"anonymous_id", "call", b"call", "context", b"context", "group", b"group", "identify", b"identify", "integrations", b"integrations", "message_id", b"message_id", "page", b"page", "screen", b"screen", "sent_at", b"sent_at", "timestamp", b"timestamp", "track", b"track", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "anonymous_id", b"anonymous_id", "call", b"call", "context", b"context", "group", b"group", "identify", b"identify", "integrations", b"integrations", "message_id", b"message_id", "page", b"page", "screen", b"screen", "sent_at", b"sent_at", "timestamp", b"timestamp", "trace_context", b"trace_context", "track", b"track", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_call: _TypeAlias = _typing.Literal["identify", "track", "page", "screen", "group", "alias"]  # noqa: Y015
     _WhichOneofArgType_call: _TypeAlias = _typing.Literal["call", b"call"]  # noqa: Y015
