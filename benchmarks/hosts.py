@@ -9,8 +9,12 @@ import pstats
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from benchmarks.events import user_id
 from benchmarks.processes import Commands, quiet_logging, serve_commands
@@ -44,13 +48,22 @@ def sidecar_config(fake_url: str, token: str, spool_dir: Path | None = None) -> 
     )
 
 
-async def _serve_sidecar(conn: Connection, fake_url: str, token: str, profile: bool) -> None:
+async def _serve_sidecar(conn: Connection, fake_url: str, token: str, profile: bool, traced: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-spool-") as spool_dir:
-        await _serve_app(conn, sidecar_config(fake_url, token, Path(spool_dir)), profile)
+        await _serve_app(conn, sidecar_config(fake_url, token, Path(spool_dir)), profile, traced)
 
 
-async def _serve_app(conn: Connection, config: Config, profile: bool) -> None:
-    app = App(config, tracer_provider=make_tracer_provider({}))
+class _DiscardingExporter(SpanExporter):
+    """Takes every batch and keeps nothing: the cost of recording and batching spans, without the network."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+async def _serve_app(conn: Connection, config: Config, profile: bool, traced: bool = False) -> None:
+    # Traced: every span recorded (always-on sampling) and handed to a batch processor, as with an exporter.
+    processors = (BatchSpanProcessor(_DiscardingExporter()),) if traced else ()
+    app = App(config, tracer_provider=make_tracer_provider({}, processors=processors))
     await app.start()
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
@@ -81,10 +94,10 @@ def _top(profiler: cProfile.Profile, lines: int = 25) -> str:
     return out.getvalue()
 
 
-def run_sidecar(conn: Connection, fake_url: str, token: str, profile: bool = False) -> None:
+def run_sidecar(conn: Connection, fake_url: str, token: str, profile: bool = False, traced: bool = False) -> None:
     """Process entry point: the sidecar (`App`) delivering to the fake at `fake_url`."""
     quiet_logging()
-    asyncio.run(_serve_sidecar(conn, fake_url, token, profile))
+    asyncio.run(_serve_sidecar(conn, fake_url, token, profile, traced))
 
 
 async def _serve_fake(conn: Connection, users: int) -> None:

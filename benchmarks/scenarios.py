@@ -24,6 +24,7 @@ from benchmarks.processes import Child
 __all__ = [
     "CEILING",
     "HELD",
+    "HELD_TRACED",
     "SIDECAR",
     "TARGET_LABELS",
     "Bench",
@@ -38,7 +39,13 @@ __all__ = [
 CEILING = "ceiling"
 SIDECAR = "sidecar"
 HELD = "sidecar-held"
-TARGET_LABELS = {CEILING: "ceiling", SIDECAR: "sidecar", HELD: "sidecar, delivery held"}
+HELD_TRACED = "sidecar-held-traced"
+TARGET_LABELS = {
+    CEILING: "ceiling",
+    SIDECAR: "sidecar",
+    HELD: "sidecar, delivery held",
+    HELD_TRACED: "same, every span recorded",
+}
 _HOLD_SECONDS = 60.0
 
 Run = dict[str, Any]
@@ -92,13 +99,16 @@ class Bench:
             child = Child(CEILING, run_ceiling)
         else:
             self.fake.call("reset_ledger")
-            self.fake.call("set_latency", _HOLD_SECONDS if kind == HELD else 0.0)
-            child = Child(kind, run_sidecar, self.fake.info["url"], self.fake.info["token"], self.profile)
+            held = kind in (HELD, HELD_TRACED)
+            self.fake.call("set_latency", _HOLD_SECONDS if held else 0.0)
+            child = Child(
+                kind, run_sidecar, self.fake.info["url"], self.fake.info["token"], self.profile, kind == HELD_TRACED
+            )
         try:
             yield child
         finally:
             profile = child.close()
-            if kind == HELD:
+            if kind in (HELD, HELD_TRACED):
                 self.fake.call("set_latency", 0.0)
             if profile:
                 self.profiles.append(profile)
@@ -243,7 +253,7 @@ def scenarios(settings: Settings) -> list[Scenario]:
         Scenario(
             "stream",
             f"Stream, 1 stream, up to {s.stream_events:,} track events over {s.users:,} users ({capped})",
-            (CEILING, SIDECAR, HELD),
+            (CEILING, SIDECAR, HELD, HELD_TRACED),
             stream_run,
             throughput,
             ratio=True,
@@ -252,7 +262,7 @@ def scenarios(settings: Settings) -> list[Scenario]:
             "send",
             f"Send, up to {s.send_events:,} events in batches of {s.send_batch}, {s.send_in_flight} calls in flight "
             f"({capped})",
-            (CEILING, SIDECAR, HELD),
+            (CEILING, SIDECAR, HELD, HELD_TRACED),
             send_run,
             throughput,
             ratio=True,
