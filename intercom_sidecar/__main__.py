@@ -136,15 +136,14 @@ async def _until_signalled(work: Awaitable[object]) -> None:
 
 
 def _configure_logging() -> None:
-    level = os.environ.get("INTERCOM_SIDECAR_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(
-        level=level if level in logging.getLevelNamesMapping() else "INFO",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs every request at INFO: per-event logging above DEBUG is not wanted.
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # JSON lines (text on a terminal), trace ids, redaction, httpx held at WARNING: see telemetry/logs.py.
+    from intercom_sidecar.telemetry.logs import configure_logging
+
+    try:
+        configure_logging(os.environ, sys.stderr)
+    except ConfigError as error:  # before asyncio.run, so main's handler does not see it: same message, same status
+        print(f"intercom-sidecar: configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

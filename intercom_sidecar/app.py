@@ -35,6 +35,7 @@ from intercom_sidecar.mapping import Skip, map_event
 from intercom_sidecar.model.from_proto import DecodeLimits, event_from_bytes
 from intercom_sidecar.server.servicer import EventServicer
 from intercom_sidecar.telemetry import names
+from intercom_sidecar.telemetry.logs import register_secret
 from intercom_sidecar.telemetry.setup import make_tracer_provider
 from intercom_sidecar.telemetry.spans import end_recovered_span, recovered_span
 
@@ -96,6 +97,10 @@ class App:
 
     async def start(self) -> None:
         config = self.config
+        # Last line of defence: these never appear in a log line, an ack reason or a span, even if quoted.
+        for secret in (config.intercom.token, config.mapping.identity_secret):
+            if secret is not None:
+                register_secret(secret.reveal())
         self.rate_limiter = RateLimiter(self._clock or SystemClock())
         tracer = self._tracer
         self._client = IntercomClient(

@@ -24,6 +24,7 @@ from intercom_sidecar.delivery.classify import error_for_status
 from intercom_sidecar.delivery.ratelimit import RateLimiter
 from intercom_sidecar.errors import PermanentError, RetryableError
 from intercom_sidecar.telemetry import spans
+from intercom_sidecar.telemetry.logs import redact
 
 __all__ = ["IntercomClient", "IntercomResponse", "id_of", "parse_error_envelope", "raise_for"]
 
@@ -60,10 +61,19 @@ class IntercomResponse:
 
 
 def raise_for(response: IntercomResponse, now: float) -> None:
-    """Raise the classified `DeliveryError` for a response that is not a success."""
+    """Raise the classified `DeliveryError` for a response that is not a success.
+
+    Intercom's message is redacted first: it becomes an ack reason, a span status and a dead letter, and an error
+    message may quote what was sent (a token, say).
+    """
     code, message = response.error
     error = error_for_status(
-        response.status, code=code, message=message, headers=response.headers, endpoint=response.endpoint, now=now
+        response.status,
+        code=redact(code),
+        message=redact(message),
+        headers=response.headers,
+        endpoint=response.endpoint,
+        now=now,
     )
     if error is not None:
         raise error

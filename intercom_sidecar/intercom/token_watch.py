@@ -15,6 +15,7 @@ from collections.abc import Callable
 from intercom_sidecar.config import IntercomConfig, read_token_file
 from intercom_sidecar.errors import ConfigError, RetryableError
 from intercom_sidecar.intercom.client import IntercomClient
+from intercom_sidecar.telemetry.logs import register_secret
 
 __all__ = ["watch_token"]
 
@@ -47,6 +48,7 @@ async def watch_token(
                 continue
             if token != current:
                 current = token
+                register_secret(token.reveal())
                 client.set_token(token)
                 _log.warning("Picked up a new access token from `%s`.", config.token_file)
                 resume()

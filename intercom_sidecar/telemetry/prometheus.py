@@ -1,0 +1,299 @@
+"""The Prometheus scrape endpoint: `GET /metrics` in the text exposition format 0.0.4, from OpenTelemetry data.
+
+    MeterProvider ─▶ PrometheusReader (pull, cumulative) ─▶ render_text() ─▶ GET /metrics on the admin address
+
+Written here rather than taken from `opentelemetry-exporter-prometheus`: that package brings `prometheus_client`
+and is released as a pre-release pinned to each SDK version, and it serves from a thread, where our observable
+callbacks would read event-loop state. Rendering is a page of code; the server answers on the event loop.
+
+Names follow OpenTelemetry's Prometheus compatibility rules: dots (and anything else outside `[a-zA-Z0-9_:]`)
+become underscores, the unit is appended (`s` -> `_seconds`; `{event}`-style units are dropped), monotonic sums
+become counters ending in `_total`, histograms become `_bucket{le=...}`, `_sum` and `_count`. No resource
+attributes and no timestamps are exposed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import h11
+from opentelemetry.sdk.metrics.export import (
+    Gauge,
+    Histogram,
+    InMemoryMetricReader,
+    Metric,
+    MetricsData,
+    Sum,
+)
+from opentelemetry.util.types import Attributes
+
+from intercom_sidecar.errors import ConfigError
+
+__all__ = [
+    "CONTENT_TYPE",
+    "MetricsServer",
+    "MetricsSource",
+    "PrometheusReader",
+    "metrics_listen_address",
+    "render_text",
+    "serve_metrics",
+]
+
+_log = logging.getLogger(__name__)
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+_LISTEN_KEY: Final = "INTERCOM_SIDECAR_METRICS_LISTEN"
+_UNIT_SUFFIXES: Final = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "%": "percent"}
+_INVALID_NAME = re.compile(r"[^a-zA-Z0-9_:]+")
+_INVALID_LABEL = re.compile(r"[^a-zA-Z0-9_]+")
+_MAX_HEAD_BYTES: Final = 16 * 1024
+_MAX_BODY_BYTES: Final = 64 * 1024
+_IDLE_TIMEOUT_SECONDS: Final = 60.0
+
+
+class MetricsSource(Protocol):
+    """What the endpoint reads: `PrometheusReader`, or a test's `InMemoryMetricReader`."""
+
+    def get_metrics_data(self) -> MetricsData | None: ...
+
+
+class PrometheusReader(InMemoryMetricReader):
+    """A pull reader: each scrape collects (running the observable callbacks) and renders cumulative values.
+
+    Pass it to `make_meter_provider(readers=...)` and to `serve_metrics`.
+    """
+
+
+def metrics_listen_address(env: Mapping[str, str]) -> tuple[str, int] | None:
+    """`INTERCOM_SIDECAR_METRICS_LISTEN` as (host, port); None when empty (no endpoint). ConfigError if malformed."""
+    raw = env.get(_LISTEN_KEY, "").strip()
+    if not raw:
+        return None
+    host, sep, port = raw.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(_LISTEN_KEY, f"must be HOST:PORT, e.g. 0.0.0.0:9464, got {raw!r}")
+    return host, int(port)
+
+
+# Rendering --------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Family:
+    kind: str
+    help: str
+    lines: list[str] = field(default_factory=list)
+
+
+def render_text(data: MetricsData | None) -> str:
+    """Every metric in `data`, in the Prometheus text format 0.0.4. Families are grouped by their final name."""
+    families: dict[str, _Family] = {}
+    for resource_metrics in data.resource_metrics if data is not None else ():
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                _add(families, metric)
+    out: list[str] = []
+    for name, family in families.items():
+        if family.help:
+            out.append(f"# HELP {name} {_escape_help(family.help)}\n")
+        out.append(f"# TYPE {name} {family.kind}\n")
+        out.extend(family.lines)
+    return "".join(out)
+
+
+def _add(families: dict[str, _Family], metric: Metric) -> None:
+    data = metric.data
+    base = _metric_name(metric.name, metric.unit or "")
+    if isinstance(data, Sum) and data.is_monotonic:
+        name, kind = base if base.endswith("_total") else f"{base}_total", "counter"
+    elif isinstance(data, Sum | Gauge):
+        name, kind = base, "gauge"
+    elif isinstance(data, Histogram):
+        name, kind = base, "histogram"
+    else:  # exponential histograms: not used by the sidecar, and not in the 0.0.4 format
+        return
+    family = families.setdefault(name, _Family(kind, metric.description or ""))
+    if family.kind != kind:  # two instruments that collide once converted: keep the first
+        return
+    if isinstance(data, Histogram):
+        for point in data.data_points:
+            labels = _labels(point.attributes)
+            cumulative = 0
+            for bound, count in zip(point.explicit_bounds, point.bucket_counts, strict=False):
+                cumulative += count
+                family.lines.append(f"{name}_bucket{_braces(labels, _le(bound))} {cumulative}\n")
+            family.lines.append(f"{name}_bucket{_braces(labels, _le(math.inf))} {point.count}\n")
+            family.lines.append(f"{name}_sum{_braces(labels)} {_value(point.sum)}\n")
+            family.lines.append(f"{name}_count{_braces(labels)} {point.count}\n")
+    else:
+        for number in data.data_points:
+            family.lines.append(f"{name}{_braces(_labels(number.attributes))} {_value(number.value)}\n")
+
+
+def _metric_name(name: str, unit: str) -> str:
+    converted = _INVALID_NAME.sub("_", name).strip("_") or "_"
+    if converted[0].isdigit():
+        converted = f"_{converted}"
+    suffix = _UNIT_SUFFIXES.get(unit, "")
+    if suffix and not converted.endswith(f"_{suffix}"):
+        converted = f"{converted}_{suffix}"
+    return converted
+
+
+def _labels(attributes: Attributes) -> list[str]:
+    """`key="value"` pairs sorted by key; keys that collide once converted have their values joined with `;`."""
+    merged: dict[str, list[str]] = {}
+    for key, value in sorted((attributes or {}).items()):
+        label = _INVALID_LABEL.sub("_", key)
+        if label[:1].isdigit():
+            label = f"key_{label}"
+        text = ",".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
+        merged.setdefault(label, []).append(text)
+    return [f'{label}="{_escape_value(";".join(values))}"' for label, values in sorted(merged.items())]
+
+
+def _braces(labels: list[str], extra: str = "") -> str:
+    pairs = [*labels, extra] if extra else labels
+    return "{" + ",".join(pairs) + "}" if pairs else ""
+
+
+def _le(bound: float) -> str:
+    return f'le="{_value(float(bound))}"'
+
+
+def _value(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def _escape_value(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+# Serving ----------------------------------------------------------------------------------------------------
+
+
+class MetricsServer:
+    """`GET /metrics` (and `HEAD`) over HTTP/1.1 with keep-alive; 404 for other paths, 405 for other methods."""
+
+    def __init__(self, source: MetricsSource) -> None:
+        self._source = source
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on `host:port` (port 0 picks a free one); the bound port."""
+        self._server = await asyncio.start_server(self._connection, host, port)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection. Idempotent."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        await asyncio.sleep(0)  # a connection accepted just before the close registers its task
+        while self._tasks:  # each task leaves the set when it ends
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+        await asyncio.sleep(0)  # let the transports run their connection_lost before the loop may close
+
+    def scrape(self) -> bytes:
+        return render_text(self._source.get_metrics_data()).encode("utf-8")
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD_BYTES)
+        try:
+            while (request := await _read_request(conn, reader)) is not None:
+                writer.write(self._answer(conn, *request))
+                await writer.drain()
+                if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                    break
+                conn.start_next_cycle()
+        except (h11.RemoteProtocolError, _TooLargeError):
+            writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        except (ConnectionError, TimeoutError):
+            pass
+        except Exception:
+            _log.exception("Unexpected error on a metrics connection.")
+        finally:
+            writer.close()
+            self._tasks.discard(task)
+
+    def _answer(self, conn: h11.Connection, method: bytes, target: bytes) -> bytes:
+        path = target.split(b"?", 1)[0]
+        headers: list[tuple[str, str]] = []
+        if path != b"/metrics":
+            status, body = 404, b"Not found: the metrics are at /metrics.\n"
+        elif method not in (b"GET", b"HEAD"):
+            status, body = 405, b"Method not allowed.\n"
+            headers.append(("allow", "GET, HEAD"))
+        else:
+            try:
+                status, body = 200, self.scrape()
+            except Exception:
+                _log.exception("Could not render the metrics.")
+                status, body = 500, b"Could not render the metrics.\n"
+        content_type = CONTENT_TYPE if status == 200 else "text/plain; charset=utf-8"
+        headers += [("content-type", content_type), ("content-length", str(len(body)))]
+        parts = [conn.send(h11.Response(status_code=status, headers=headers)) or b""]
+        if method != b"HEAD":
+            parts.append(conn.send(h11.Data(data=body)) or b"")
+        parts.append(conn.send(h11.EndOfMessage()) or b"")
+        return b"".join(parts)
+
+
+async def serve_metrics(metrics_reader: MetricsSource, host: str, port: int) -> tuple[MetricsServer, int]:
+    """Serve `metrics_reader` at `http://host:port/metrics`; the running server (`await server.stop()`) and the
+    bound port."""
+    server = MetricsServer(metrics_reader)
+    return server, await server.start(host, port)
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+    """(method, target) of the next complete request, or None once the client closed the connection."""
+    request: h11.Request | None = None
+    body = 0
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await asyncio.wait_for(reader.read(65536), _IDLE_TIMEOUT_SECONDS))
+        elif isinstance(event, h11.Request):
+            request = event
+        elif isinstance(event, h11.Data):
+            body += len(event.data)
+            if body > _MAX_BODY_BYTES:
+                raise _TooLargeError
+        elif isinstance(event, h11.EndOfMessage):
+            assert request is not None
+            return request.method, request.target
+        elif isinstance(event, h11.ConnectionClosed):
+            return None
+        else:  # h11.PAUSED: not before our answer is written
+            return None
