@@ -8,24 +8,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Sequence
 
 import grpc
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
-from intercom_sidecar._generated.intercom_sidecar.v1 import service_pb2, service_pb2_grpc
 from intercom_sidecar.config import Config
 from intercom_sidecar.delivery.clock import Clock, SystemClock
 from intercom_sidecar.delivery.pipeline import Pipeline
 from intercom_sidecar.delivery.ratelimit import RateLimiter
 from intercom_sidecar.delivery.spool import Spool, SpooledEvent, SpoolError
-from intercom_sidecar.delivery.spool_memory import MemorySpool
-from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
-from intercom_sidecar.delivery.spooler import Spooler
+from intercom_sidecar.delivery.spooler import Spooler, make_spool
 from intercom_sidecar.errors import ConfigError, InvalidEventError, ShuttingDownError
 from intercom_sidecar.intake import Intake
 from intercom_sidecar.intercom.client import IntercomClient
@@ -33,18 +30,25 @@ from intercom_sidecar.intercom.sender import IntercomSender
 from intercom_sidecar.intercom.token_watch import watch_token
 from intercom_sidecar.mapping import Skip, map_event
 from intercom_sidecar.model.from_proto import DecodeLimits, event_from_bytes
+from intercom_sidecar.server.grpc_servers import (
+    EVENT_SERVICE,
+    LIVENESS_SERVICE,
+    READINESS_SERVICES,
+    api_server,
+    bind,
+    health_server,
+    listening_on,
+    set_health,
+)
 from intercom_sidecar.server.servicer import EventServicer
 from intercom_sidecar.telemetry import names
 from intercom_sidecar.telemetry.logs import register_secret
+from intercom_sidecar.telemetry.metrics import SOURCE_RECOVERED, SOURCE_REPLAYED, Metrics, make_meter_provider
+from intercom_sidecar.telemetry.prometheus import MetricsServer, PrometheusReader, serve_metrics
 from intercom_sidecar.telemetry.setup import make_tracer_provider
 from intercom_sidecar.telemetry.spans import end_recovered_span, recovered_span
 
 __all__ = ["EVENT_SERVICE", "LIVENESS_SERVICE", "App"]
-
-EVENT_SERVICE = service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name
-"""Health service name for readiness: SERVING while events are taken (like the empty name "")."""
-LIVENESS_SERVICE = "liveness"
-"""Health service name for liveness: SERVING from start to stop, whatever Intercom's state."""
 
 _log = logging.getLogger(__name__)
 
@@ -65,10 +69,16 @@ class App:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
         token_check_seconds: float = 5.0,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self.config = config
         self._tracer_provider = tracer_provider or make_tracer_provider()
         self._tracer = self._tracer_provider.get_tracer(names.TRACER_NAME)
+        self.metrics_reader = PrometheusReader()
+        self._meter_provider = meter_provider or make_meter_provider(readers=(self.metrics_reader,))
+        self.metrics = Metrics(self._meter_provider)
+        self._metrics_server: MetricsServer | None = None
+        self.metrics_port = 0
         self._transport = transport
         self._clock = clock
         self._client: IntercomClient | None = None
@@ -101,22 +111,27 @@ class App:
         for secret in (config.intercom.token, config.mapping.identity_secret):
             if secret is not None:
                 register_secret(secret.reveal())
-        self.rate_limiter = RateLimiter(self._clock or SystemClock())
+        metrics = self.metrics
+        self.rate_limiter = RateLimiter(self._clock or SystemClock(), on_wait=metrics.rate_limit_waited)
         tracer = self._tracer
         self._client = IntercomClient(
-            config.intercom, transport=self._transport, limiter=self.rate_limiter, tracer=tracer
+            config.intercom, transport=self._transport, limiter=self.rate_limiter, tracer=tracer, metrics=metrics
         )
         self.sender = IntercomSender(self._client, config.intercom)
-        self.spool = _make_spool(config)
+        self.spool = make_spool(config)
         try:
             recovery = await self.spool.open()
         except SpoolError as error:
             await self._client.aclose()
             raise ConfigError("INTERCOM_SIDECAR_SPOOL_DIR", str(error)) from None
-        self._pipeline = Pipeline(self.sender, config.queue, config.retry, clock=self._clock, tracer=tracer)
+        self._pipeline = Pipeline(
+            self.sender, config.queue, config.retry, clock=self._clock, tracer=tracer, metrics=metrics
+        )
         self._pipeline.on_pause_change = self._readiness_follows_pause
         self._pipeline.start()
-        self._spooler = Spooler(self.spool, self._pipeline)
+        self._spooler = Spooler(self.spool, self._pipeline, metrics)
+        _observe(metrics, self.spool, self._spooler, self.sender)
+        metrics.events_accepted(len(recovery.pending), source=SOURCE_RECOVERED)
         self._recover(recovery.pending)
         if recovery.pending or recovery.moved_aside or recovery.quarantined:
             _log.warning(
@@ -143,30 +158,18 @@ class App:
             tracer,
             config.mapping,
             durable=config.spool.kind == "sqlite",
+            metrics=metrics,
         )
 
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", config.server.max_message_bytes),
-                ("grpc.so_reuseport", 0),
-            ]
-        )
         self._servicer = EventServicer(intake, self._limits, identity_secret=config.mapping.identity_secret)
-        service_pb2_grpc.add_EventServiceServicer_to_server(self._servicer, server)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (EVENT_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            server,
+        self._server = server = api_server(
+            self._servicer, self._health, max_message_bytes=config.server.max_message_bytes
         )
-        self._server = server
         try:
-            self.port = _bind(server, config.server.listen, "INTERCOM_SIDECAR_LISTEN")
+            self.port = bind(server, config.server.listen, "INTERCOM_SIDECAR_LISTEN")
             if config.server.health_listen:
-                # Probes come from the kubelet to the pod IP, while the API stays on localhost: health alone
-                # is served on its own port.
-                self._health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-                health_pb2_grpc.add_HealthServicer_to_server(self._health, self._health_server)
-                self.health_port = _bind(
+                self._health_server = health_server(self._health)
+                self.health_port = bind(
                     self._health_server, config.server.health_listen, "INTERCOM_SIDECAR_HEALTH_LISTEN"
                 )
         except ConfigError:
@@ -179,11 +182,19 @@ class App:
         await server.start()
         if self._health_server is not None:
             await self._health_server.start()
-        for service in ("", EVENT_SERVICE, LIVENESS_SERVICE):
-            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        _log.info("Listening for gRPC on `%s`.", _address(config.server.listen, self.port))
+        await set_health(self._health, (*READINESS_SERVICES, LIVENESS_SERVICE), serving=True)
+        _log.info("Listening for gRPC on `%s`.", listening_on(config.server.listen, self.port))
         if self._health_server is not None:
-            _log.info("Serving gRPC health on `%s`.", _address(config.server.health_listen, self.health_port))
+            _log.info("Serving gRPC health on `%s`.", listening_on(config.server.health_listen, self.health_port))
+        if config.server.metrics_listen:
+            host, _, port = config.server.metrics_listen.rpartition(":")
+            try:
+                self._metrics_server, self.metrics_port = await serve_metrics(self.metrics_reader, host, int(port))
+            except OSError as error:
+                await self.stop()
+                raise ConfigError("INTERCOM_SIDECAR_METRICS_LISTEN", f"cannot listen: {error.strerror}") from None
+            where = listening_on(config.server.metrics_listen, self.metrics_port)
+            _log.info("Serving Prometheus metrics on `%s/metrics`.", where)
 
     async def stop(self) -> None:
         """Stop in reverse order of start, within the configured grace period. Safe to call twice."""
@@ -218,18 +229,16 @@ class App:
         if self._client is not None:
             await self._client.aclose()
         # 4. Last, flush telemetry so the spans of the final deliveries are exported.
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
         self._tracer_provider.shutdown()
+        self._meter_provider.shutdown()
         self._stopped.set()
 
     def _readiness_follows_pause(self, reason: str | None) -> None:
         """Readiness is NOT_SERVING while delivery is paused (liveness is not: restarting would not help)."""
-        if self._stopping:
-            return
-        status = (
-            health_pb2.HealthCheckResponse.SERVING if reason is None else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        for service in ("", EVENT_SERVICE):
-            asyncio.get_running_loop().create_task(self._health.set(service, status))
+        if not self._stopping:
+            asyncio.get_running_loop().create_task(set_health(self._health, READINESS_SERVICES, reason is None))
 
     async def _collect_replayed(self) -> None:
         """Queue the dead letters an operator replays (`intercom-sidecar dlq replay`) while this sidecar runs."""
@@ -240,6 +249,7 @@ class App:
                 replayed = await self.spool.collect_replayed()
                 if replayed:
                     _log.info("Replaying %d dead letters.", len(replayed))
+                    self.metrics.events_accepted(len(replayed), source=SOURCE_REPLAYED)
                     self._recover(replayed)
             except ShuttingDownError:
                 return
@@ -258,6 +268,7 @@ class App:
             if isinstance(plan, Skip):
                 # Accepted earlier, so never dropped silently: an operator can read why, and replay it.
                 self.spool.dead_letter(spooled.seq, reason=plan.reason, status=None, code="not_sent", attempts=0)
+                self.metrics.event_dead_lettered()
             else:
                 span, context = recovered_span(self._tracer, spooled.message_id, carrier)
                 self._spooler.recover(spooled, plan, functools.partial(end_recovered_span, span), context)
@@ -273,32 +284,17 @@ class App:
         await self.stop()
 
 
-def _make_spool(config: Config) -> Spool:
-    if config.spool.kind == "memory":
-        return MemorySpool(
-            max_events=config.queue.max_events,
-            max_bytes=config.spool.max_bytes,
-            dedupe_window_seconds=config.spool.dedupe_window_seconds,
-            full_retry_after_seconds=config.queue.full_retry_after_seconds,
+def _observe(metrics: Metrics, spool: Spool, spooler: Spooler, sender: IntercomSender) -> None:
+    """What the metrics read when scraped: queue depth and age, skipped writes, dropped attributes, caches."""
+    metrics.observe_queue(lambda: spool.depth()[0], lambda: spooler.oldest_age(time.time()))
+    metrics.observe_skipped_writes("contact", lambda: sender.stats.unchanged_contacts_skipped)
+    metrics.observe_skipped_writes("company", lambda: sender.stats.unchanged_companies_skipped)
+    metrics.observe_dropped_attributes(lambda: sender.stats.attributes_dropped)
+    for cache in ("contacts", "companies", "attachments"):
+        metrics.observe_cache(
+            cache, functools.partial(_lookups, sender, cache, 0), functools.partial(_lookups, sender, cache, 1)
         )
-    return SqliteSpool(
-        config.spool.directory,
-        max_events=config.queue.max_events,
-        max_bytes=config.spool.max_bytes,
-        dedupe_window_seconds=config.spool.dedupe_window_seconds,
-        full_retry_after_seconds=config.queue.full_retry_after_seconds,
-    )
 
 
-def _bind(server: grpc.aio.Server, address: str, key: str) -> int:
-    try:
-        port = server.add_insecure_port(address)
-    except RuntimeError as exc:
-        raise ConfigError(key, f"cannot listen on {address}: {exc}") from None
-    if port == 0:
-        raise ConfigError(key, f"cannot listen on {address}")
-    return port
-
-
-def _address(listen: str, port: int) -> str:
-    return f"{listen.rsplit(':', 1)[0]}:{port}"
+def _lookups(sender: IntercomSender, cache: str, which: int) -> int:
+    return sender.cache_lookups()[cache][which]

@@ -91,6 +91,8 @@ class IntercomConfig:
 class ServerConfig:
     listen: str = "127.0.0.1:50051"
     health_listen: str = ""
+    metrics_listen: str = ""
+    """An address serving Prometheus metrics at `/metrics` (e.g. 0.0.0.0:9464); empty for none."""
     """A second address serving only grpc.health.v1 (for Kubernetes probes on the pod IP); empty for none."""
     shutdown_grace_seconds: float = 20.0
     max_message_bytes: int = 8 * 1024 * 1024
@@ -190,6 +192,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         server=ServerConfig(
             listen=reader.get("INTERCOM_SIDECAR_LISTEN", str, "127.0.0.1:50051", _host_port),
             health_listen=reader.get("INTERCOM_SIDECAR_HEALTH_LISTEN", str, "", _host_port),
+            metrics_listen=reader.get("INTERCOM_SIDECAR_METRICS_LISTEN", str, "", _host_port),
             shutdown_grace_seconds=reader.get("INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS", float, 20.0, _positive),
             max_message_bytes=reader.get("INTERCOM_SIDECAR_MAX_MESSAGE_BYTES", int, 8 * 1024 * 1024, _positive),
         ),

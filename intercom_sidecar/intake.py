@@ -25,6 +25,7 @@ from intercom_sidecar.mapping import Skip, map_event
 from intercom_sidecar.model.acks import AckInfo, AckStatus
 from intercom_sidecar.model.events import Event
 from intercom_sidecar.telemetry import names, spans
+from intercom_sidecar.telemetry.metrics import Metrics
 
 __all__ = ["Intake"]
 
@@ -43,7 +44,9 @@ class Intake:
         *,
         durable: bool,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._spooler = spooler
         self._tracer = tracer
         self._mapping = mapping
@@ -63,34 +66,38 @@ class Intake:
         `wait` the final outcome). `decode(now)` validates; `payload(traceparent)` is what the spool keeps, with
         the event span's W3C context in it, so a delivery after a restart joins the trace."""
         span = self._tracer.start_span(names.SPAN_EVENT, context=parent, attributes={names.ATTR_MESSAGE_ID: message_id})
-        ack = _Ack(span, message_id, format(span.get_span_context().trace_id, "032x"), self._durable)
+        ack = _Ack(span, message_id, format(span.get_span_context().trace_id, "032x"), self._durable, self._metrics)
         now = self._clock()
         event_context = set_span_in_context(span)
         try:
             with self._tracer.start_as_current_span(spans.SPAN_VALIDATE, context=event_context):
                 event = decode(now)
                 span.set_attribute(names.ATTR_CALL_TYPE, event.type)
+                ack.call_type = event.type
                 plan = map_event(event, self._mapping)
             if isinstance(plan, Skip):
-                return ack.finish(AckStatus.FILTERED, plan.reason)
+                self._metrics.event_filtered()
+                return ack.sent(ack.finish(AckStatus.FILTERED, plan.reason))
             entry = SpoolEntry(message_id, event.user_key, payload(spans.traceparent(span)), ack.trace_id, now)
             appended = self._spooler.accept(entry, plan, ack.on_outcome, event_context)
         except InvalidEventError as error:
-            return ack.finish(AckStatus.INVALID, str(error))
+            return ack.sent(ack.finish(AckStatus.INVALID, str(error)))
         except (ShuttingDownError, PausedError) as error:
-            return ack.finish(AckStatus.RETRY_LATER, str(error), retry_after=error.retry_after)
+            return ack.sent(ack.finish(AckStatus.RETRY_LATER, str(error), retry_after=error.retry_after))
         except Exception as error:  # a bug: this event is rejected, the stream and the process stay up
             _log.exception("Unexpected error while taking an event.")
             span.record_exception(error)
-            return ack.finish(AckStatus.REJECTED, "internal error")
+            return ack.sent(ack.finish(AckStatus.REJECTED, "internal error"))
         return ack.after(appended, wait=wait)
 
 
 class _Ack:
     """The acknowledgement of one event, and the end of its span."""
 
-    def __init__(self, span: Span, message_id: str, trace_id: str, durable: bool) -> None:
+    def __init__(self, span: Span, message_id: str, trace_id: str, durable: bool, metrics: Metrics) -> None:
         self.span = span
+        self.call_type = "unknown"
+        self._metrics = metrics
         self.message_id = message_id
         self.trace_id = trace_id
         self._durable = durable
@@ -140,6 +147,11 @@ class _Ack:
         self.span.end()
         return AckInfo(self.message_id, status, self.trace_id, reason, retry_after)
 
+    def sent(self, ack: AckInfo) -> AckInfo:
+        """Count the ack that goes to the caller (one per event)."""
+        self._metrics.event_received(self.call_type, ack.status)
+        return ack
+
     def _resolve(self, ack: AckInfo) -> None:
         if self._future is not None and not self._future.done():
-            self._future.set_result(ack)
+            self._future.set_result(self.sent(ack))

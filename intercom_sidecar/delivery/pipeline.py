@@ -25,6 +25,7 @@ from intercom_sidecar.delivery.queue import SendQueue
 from intercom_sidecar.delivery.retry import deliver_with_retries
 from intercom_sidecar.errors import DeliveryError, InternalError, RetryableError, UnauthorizedError
 from intercom_sidecar.mapping.plan import Plan
+from intercom_sidecar.telemetry.metrics import Metrics
 from intercom_sidecar.telemetry.spans import ATTR_RETRY_ATTEMPT, SPAN_ATTEMPT, SPAN_QUEUED
 
 __all__ = ["Abandoned", "Delivered", "Outcome", "Pipeline", "Rejected", "Sender"]
@@ -81,8 +82,10 @@ class Pipeline:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         tracer: Tracer | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._sender = sender
+        self._metrics = metrics or Metrics()
         self._tracer = tracer or NoOpTracer()
         self._retry = retry
         self._workers_wanted = queue.workers
@@ -191,6 +194,7 @@ class Pipeline:
         def count(attempt: int, error: RetryableError, delay: float) -> None:
             nonlocal retries
             retries = attempt
+            self._metrics.delivery_retried(error.status, error.code)
             if job.failed_attempt is not None:
                 job.failed_attempt(error.reason)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from intercom_sidecar.delivery.clock import Clock
 
@@ -31,8 +31,9 @@ class RateLimiter:
     """Shared by every request to one Intercom app. `acquire()` before a request; then `observe()` its answer,
     or `release()` when it got none."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, on_wait: Callable[[float], None] | None = None) -> None:
         self._clock = clock
+        self._on_wait = on_wait
         self._remaining: float | None = None
         """Requests left in the current window, as last reported, less what was granted since."""
         self._reset_at = -math.inf
@@ -91,6 +92,8 @@ class RateLimiter:
 
     async def _wait(self, seconds: float) -> None:
         self.waited_seconds += seconds
+        if self._on_wait is not None:
+            self._on_wait(seconds)
         await self._clock.sleep(seconds)
 
 

@@ -20,12 +20,16 @@ from dataclasses import dataclass
 
 from opentelemetry.context import Context
 
+from intercom_sidecar.config import Config
 from intercom_sidecar.delivery.pipeline import Abandoned, Delivered, Outcome, Pipeline, Rejected
 from intercom_sidecar.delivery.spool import Spool, SpooledEvent, SpoolEntry
+from intercom_sidecar.delivery.spool_memory import MemorySpool
+from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
 from intercom_sidecar.errors import PausedError, ShuttingDownError
 from intercom_sidecar.mapping.plan import Plan
+from intercom_sidecar.telemetry.metrics import Metrics
 
-__all__ = ["Spooler"]
+__all__ = ["Spooler", "make_spool"]
 
 _log = logging.getLogger(__name__)
 
@@ -42,9 +46,12 @@ class _Accepting:
 
 
 class Spooler:
-    def __init__(self, spool: Spool, pipeline: Pipeline) -> None:
+    def __init__(self, spool: Spool, pipeline: Pipeline, metrics: Metrics | None = None) -> None:
         self._spool = spool
         self._pipeline = pipeline
+        self._metrics = metrics or Metrics()
+        self._pending_since: dict[int, float] = {}
+        """When each queued seq was accepted, oldest first (dicts keep insertion order)."""
         self._batch: list[_Accepting] = []
         self._writing: asyncio.Task[None] | None = None
         self._flush_scheduled = False
@@ -79,11 +86,12 @@ class Spooler:
         trace: Context | None = None,
     ) -> None:
         """Queue an event the spool held from before (a restart, or a replayed dead letter)."""
+        self._pending_since[event.seq] = event.accepted_at
         # Already stored: the spool's own bounds were applied when it was accepted, so it is never refused here.
         self._pipeline.submit(
             event.user_key,
             plan,
-            self._settler(event.seq, on_outcome),
+            self._settler(event.seq, event.accepted_at, on_outcome),
             self._recorder(event.seq),
             bounded=False,
             trace=trace,
@@ -127,6 +135,8 @@ class Spooler:
             return
         for accepting, seq in zip(batch, seqs, strict=True):
             if seq is not None:
+                self._metrics.events_accepted()
+                self._pending_since[seq] = accepting.entry.accepted_at
                 self._queue(accepting, seq)
             accepting.appended.set_result(seq)
 
@@ -135,7 +145,7 @@ class Spooler:
             self._pipeline.submit(
                 accepting.entry.user_key,
                 accepting.plan,
-                self._settler(seq, accepting.on_outcome),
+                self._settler(seq, accepting.entry.accepted_at, accepting.on_outcome),
                 self._recorder(seq),
                 trace=accepting.trace,
             )
@@ -149,18 +159,26 @@ class Spooler:
 
         return record
 
-    def _settler(self, seq: int, then: OutcomeCallback | None) -> OutcomeCallback:
+    def oldest_age(self, now: float) -> float:
+        """Seconds the oldest event still queued here has waited since it was accepted (0 when none)."""
+        oldest = next(iter(self._pending_since.values()), None)
+        return 0.0 if oldest is None else max(0.0, now - oldest)
+
+    def _settler(self, seq: int, accepted_at: float, then: OutcomeCallback | None) -> OutcomeCallback:
         def settle(outcome: Outcome) -> None:
             try:
+                self._pending_since.pop(seq, None)
                 if isinstance(outcome, Delivered):
                     self._spool.complete([seq])
+                    self._metrics.event_delivered(accepted_at)
                 elif isinstance(outcome, Rejected):
                     error = outcome.error
                     self._spool.dead_letter(
                         seq, reason=error.reason, status=error.status, code=error.code, attempts=outcome.attempts
                     )
+                    self._metrics.event_rejected()
                 elif isinstance(outcome, Abandoned):
-                    pass  # still pending in the spool: delivered after the next start
+                    self._metrics.event_abandoned()  # still pending in the spool: delivered after the next start
             finally:
                 if then is not None:  # the caller's ack does not depend on the bookkeeping
                     then(outcome)
@@ -183,3 +201,21 @@ def _fail(batch: list[_Accepting], error: BaseException) -> None:
     for accepting in batch:
         accepting.appended.set_exception(error)
         accepting.appended.exception()  # the caller may be gone; a refused event is not a bug
+
+
+def make_spool(config: Config) -> Spool:
+    """The spool the configuration asks for: `sqlite` (durable) or `memory`."""
+    if config.spool.kind == "memory":
+        return MemorySpool(
+            max_events=config.queue.max_events,
+            max_bytes=config.spool.max_bytes,
+            dedupe_window_seconds=config.spool.dedupe_window_seconds,
+            full_retry_after_seconds=config.queue.full_retry_after_seconds,
+        )
+    return SqliteSpool(
+        config.spool.directory,
+        max_events=config.queue.max_events,
+        max_bytes=config.spool.max_bytes,
+        dedupe_window_seconds=config.spool.dedupe_window_seconds,
+        full_retry_after_seconds=config.queue.full_retry_after_seconds,
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from intercom_sidecar.delivery.ratelimit import RateLimiter
 from intercom_sidecar.errors import PermanentError, RetryableError
 from intercom_sidecar.telemetry import spans
 from intercom_sidecar.telemetry.logs import redact
+from intercom_sidecar.telemetry.metrics import Metrics
 
 __all__ = ["IntercomClient", "IntercomResponse", "id_of", "parse_error_envelope", "raise_for"]
 
@@ -118,8 +120,10 @@ class IntercomClient:
         transport: httpx.AsyncBaseTransport | None = None,
         limiter: RateLimiter | None = None,
         tracer: Tracer | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._limiter = limiter
+        self._metrics = metrics or Metrics()
         self._tracer = tracer or NoOpTracer()
         self._host = urlsplit(config.base_url).hostname or ""
         # httpcore's pool bookkeeping costs CPU per request in proportion to its size (PERF-NOTES: 0.4 ms per
@@ -190,13 +194,16 @@ class IntercomClient:
         span: Span,
     ) -> httpx.Response:
         failure: RetryableError | None = None
+        started = time.perf_counter()
         try:
             response = await next(self._next_pool).request(
                 method, path, content=content, headers=headers, params=params
             )
         except httpx.TransportError as exc:
             failure = _transport_failure(exc, endpoint)
+        elapsed = time.perf_counter() - started
         if failure is not None:
+            self._metrics.intercom_call(endpoint, None, elapsed, error_type=failure.code)
             if self._limiter is not None:
                 self._limiter.release()
             span.set_attribute(spans.ATTR_ERROR_TYPE, failure.code)
@@ -204,6 +211,7 @@ class IntercomClient:
             # Raised outside the except block: the httpx exception (which holds the request and so the token)
             # is not kept as __context__.
             raise failure
+        self._metrics.intercom_call(endpoint, response.status_code, elapsed)
         if self._limiter is not None:
             self._limiter.observe(response.headers, response.status_code)
         span.set_attribute(spans.ATTR_HTTP_STATUS, response.status_code)

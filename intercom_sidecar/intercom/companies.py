@@ -100,6 +100,11 @@ class Companies:
         raise_for(response, self._clock())
         self._attached.put((contact_id, company), True)
 
+    @property
+    def cache_lookups(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(hits, misses) of the company ids, and of the attachments."""
+        return (self._known.hits, self._known.misses), (self._attached.hits, self._attached.misses)
+
     def forget(self, company_id: str) -> None:
         self._known.forget(company_id)
 

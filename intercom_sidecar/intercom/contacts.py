@@ -90,6 +90,10 @@ class Contacts:
                 return str(item["id"])
         return None
 
+    @property
+    def cache_lookups(self) -> tuple[int, int]:
+        return self._known.hits, self._known.misses
+
     def forget(self, contact: ContactRef) -> None:
         self._known.forget(contact.key)
 

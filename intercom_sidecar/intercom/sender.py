@@ -79,6 +79,11 @@ class IntercomSender:
             leads_not_found=self._leads_not_found,
         )
 
+    def cache_lookups(self) -> dict[str, tuple[int, int]]:
+        """Per cache (contacts, companies, attachments): (hits, misses) so far."""
+        companies, attachments = self._companies.cache_lookups
+        return {"contacts": self._contacts.cache_lookups, "companies": companies, "attachments": attachments}
+
     async def send(self, plan: Plan) -> None:
         for step in plan.steps:
             await self._run(step)
