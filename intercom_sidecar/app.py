@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from collections.abc import Sequence
 
@@ -44,6 +45,7 @@ from intercom_sidecar.server.servicer import EventServicer
 from intercom_sidecar.telemetry import names
 from intercom_sidecar.telemetry.logs import register_secret
 from intercom_sidecar.telemetry.metrics import SOURCE_RECOVERED, SOURCE_REPLAYED, Metrics, make_meter_provider
+from intercom_sidecar.telemetry.pii import PiiPolicy
 from intercom_sidecar.telemetry.prometheus import MetricsServer, PrometheusReader, serve_metrics
 from intercom_sidecar.telemetry.setup import make_tracer_provider
 from intercom_sidecar.telemetry.spans import end_recovered_span, recovered_span
@@ -159,6 +161,7 @@ class App:
             config.mapping,
             durable=config.spool.kind == "sqlite",
             metrics=metrics,
+            pii=PiiPolicy.from_env(os.environ),
         )
 
         self._servicer = EventServicer(intake, self._limits, identity_secret=config.mapping.identity_secret)

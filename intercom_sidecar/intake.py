@@ -26,6 +26,7 @@ from intercom_sidecar.model.acks import AckInfo, AckStatus
 from intercom_sidecar.model.events import Event
 from intercom_sidecar.telemetry import names, spans
 from intercom_sidecar.telemetry.metrics import Metrics
+from intercom_sidecar.telemetry.pii import PiiPolicy
 
 __all__ = ["Intake"]
 
@@ -45,8 +46,10 @@ class Intake:
         durable: bool,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        pii: PiiPolicy | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
+        self._pii = pii or PiiPolicy()
         self._spooler = spooler
         self._tracer = tracer
         self._mapping = mapping
@@ -74,6 +77,8 @@ class Intake:
                 event = decode(now)
                 span.set_attribute(names.ATTR_CALL_TYPE, event.type)
                 ack.call_type = event.type
+                if self._pii.allowed_keys:
+                    _allowed_attributes(span, event, self._pii)
                 plan = map_event(event, self._mapping)
             if isinstance(plan, Skip):
                 self._metrics.event_filtered()
@@ -89,6 +94,14 @@ class Intake:
             span.record_exception(error)
             return ack.sent(ack.finish(AckStatus.REJECTED, "internal error"))
         return ack.after(appended, wait=wait)
+
+
+def _allowed_attributes(span: Span, event: Event, pii: PiiPolicy) -> None:
+    """The trait/property values the operator allow-listed (INTERCOM_SIDECAR_LOG_ALLOWED_KEYS), and no others."""
+    values = getattr(event.call, "traits", None) or getattr(event.call, "properties", None) or {}
+    for key, value in pii.allowed_items(values).items():
+        if isinstance(value, str | bool | int | float):
+            span.set_attribute(f"segment.{event.type}.{key}", value)
 
 
 class _Ack:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from google.protobuf import struct_pb2
 from opentelemetry.sdk.trace import ReadableSpan
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2
@@ -104,3 +105,18 @@ async def test_a_delivery_after_a_restart_joins_the_original_trace(
     calls = [span for span in second.spans.get_finished_spans() if span.name == "POST /contacts"]
     assert calls and all(format(span.context.trace_id, "032x") == CALLER_TRACE for span in calls)
     assert all(span.parent is not None and names[span.parent.span_id] == "intercom_sidecar.attempt" for span in calls)
+
+
+async def test_only_allow_listed_traits_reach_span_attributes(
+    start_sidecar: SidecarFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTERCOM_SIDECAR_LOG_ALLOWED_KEYS", "plan")
+    sidecar = await start_sidecar()
+    traits = struct_pb2.Struct()
+    traits.update({"plan": "pro", "email": "ada@example.com"})
+    event = event_pb2.Event(message_id="m1", user_id="u1", identify=event_pb2.Identify(traits=traits))
+    await sidecar.stub.Send(service_pb2.SendRequest(events=[event]), metadata=TRACED, timeout=30)
+    values = [value for span in sidecar.spans.get_finished_spans() for value in (span.attributes or {}).values()]
+    [event_span] = [span for span in sidecar.spans.get_finished_spans() if span.name == "intercom_sidecar.event"]
+    assert dict(event_span.attributes or {})["segment.identify.plan"] == "pro"
+    assert "ada@example.com" not in values
