@@ -47,7 +47,7 @@ from intercom_sidecar.telemetry.logs import register_secret
 from intercom_sidecar.telemetry.metrics import SOURCE_RECOVERED, SOURCE_REPLAYED, Metrics, make_meter_provider
 from intercom_sidecar.telemetry.pii import PiiPolicy
 from intercom_sidecar.telemetry.prometheus import MetricsServer, PrometheusReader, serve_metrics
-from intercom_sidecar.telemetry.setup import make_tracer_provider
+from intercom_sidecar.telemetry.setup import make_tracer_provider, metric_readers
 from intercom_sidecar.telemetry.spans import end_recovered_span, recovered_span
 
 __all__ = ["EVENT_SERVICE", "LIVENESS_SERVICE", "App"]
@@ -77,7 +77,7 @@ class App:
         self._tracer_provider = tracer_provider or make_tracer_provider()
         self._tracer = self._tracer_provider.get_tracer(names.TRACER_NAME)
         self.metrics_reader = PrometheusReader()
-        self._meter_provider = meter_provider or make_meter_provider(readers=(self.metrics_reader,))
+        self._meter_provider = meter_provider or make_meter_provider(readers=(self.metrics_reader, *metric_readers()))
         self.metrics = Metrics(self._meter_provider)
         self._metrics_server: MetricsServer | None = None
         self.metrics_port = 0
