@@ -144,3 +144,23 @@ async def dlq(*argv: str) -> int:
     args = _parser().parse_args(["dlq", *argv])
     code: int = await args.run(args)
     return code
+
+
+async def test_per_user_order_holds_under_random_transient_failures(
+    start_sidecar: SidecarFactory, fake_intercom: FakeIntercom
+) -> None:
+    sidecar = await start_sidecar(queue=QueueConfig(workers=8))
+    fake_intercom.faults.error_rate = 0.3  # a third of Intercom's answers are 503s
+    events = [track(f"m{n}", user_id=f"user-{n % 10}", n=n) for n in range(150)]
+    acks = await send(sidecar, *events)
+    assert {ack.status for ack in acks} == {Ack.STATUS_ACCEPTED}
+    await sidecar.app.pipeline.wait_idle()
+    fake_intercom.faults.error_rate = 0.0
+
+    assert sorted(event.metadata["n"] for event in fake_intercom.state.events) == list(range(150))
+    per_user: dict[str, list[int]] = {}
+    for entry in fake_intercom.ledger:
+        if entry.path == "/events" and entry.status == 202:
+            per_user.setdefault(entry.body["user_id"], []).append(entry.body["metadata"]["n"])
+    assert all(numbers == sorted(numbers) for numbers in per_user.values()), per_user
+    assert sum(1 for entry in fake_intercom.ledger if entry.status == 503) > 10, "failures did happen"
