@@ -88,6 +88,7 @@ class App:
         self._spooler: Spooler | None = None
         self._collecting: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
+        self._prefetching: asyncio.Task[None] | None = None
         self._token_check_seconds = token_check_seconds
         self._limits = DecodeLimits(config.limits.max_event_bytes, config.limits.max_future_seconds)
         self.spool: Spool | None = None
@@ -145,6 +146,7 @@ class App:
                 ", ".join(f"`{path}`" for path in recovery.moved_aside) or "none",
             )
         self._collecting = asyncio.create_task(self._collect_replayed(), name="collect-replayed")
+        self._prefetching = asyncio.create_task(self._prefetch(), name="prefetch-attributes")
         self._watching = asyncio.create_task(
             watch_token(
                 self._client,
@@ -209,7 +211,7 @@ class App:
         started = asyncio.get_running_loop().time()
         # 1. Readiness off at once, so the pod stops being sent new work.
         await self._health.enter_graceful_shutdown()
-        for task in (self._collecting, self._watching):
+        for task in (self._collecting, self._watching, self._prefetching):
             if task is not None:
                 task.cancel()
         # 2. New events get RETRY_LATER from here on (appends under way finish: those events are durable); the
@@ -242,6 +244,12 @@ class App:
         """Readiness is NOT_SERVING while delivery is paused (liveness is not: restarting would not help)."""
         if not self._stopping:
             asyncio.get_running_loop().create_task(set_health(self._health, READINESS_SERVICES, reason is None))
+
+    async def _prefetch(self) -> None:
+        try:
+            await self.sender.prefetch()
+        except Exception as error:  # not needed to start: the first write that needs the list asks again
+            _log.warning("Could not list Intercom's data attributes at start: %s.", getattr(error, "reason", error))
 
     async def _collect_replayed(self) -> None:
         """Queue the dead letters an operator replays (`intercom-sidecar dlq replay`) while this sidecar runs."""

@@ -21,7 +21,7 @@ from intercom_sidecar.delivery.pipeline import Abandoned, Delivered, Outcome, Re
 from intercom_sidecar.delivery.spool import SpoolEntry, SpoolError
 from intercom_sidecar.delivery.spooler import Spooler
 from intercom_sidecar.errors import InvalidEventError, PausedError, QueueFullError, ShuttingDownError
-from intercom_sidecar.mapping import Skip, map_event
+from intercom_sidecar.mapping import CreateDataEvent, Skip, map_event
 from intercom_sidecar.model.acks import AckInfo, AckStatus
 from intercom_sidecar.model.events import Event
 from intercom_sidecar.telemetry import names, spans
@@ -83,6 +83,9 @@ class Intake:
             if isinstance(plan, Skip):
                 self._metrics.event_filtered()
                 return ack.sent(ack.finish(AckStatus.FILTERED, plan.reason))
+            for step in plan.steps:
+                if isinstance(step, CreateDataEvent) and step.dropped_metadata_keys:
+                    self._metrics.metadata_keys_dropped(step.dropped_metadata_keys)
             entry = SpoolEntry(message_id, event.user_key, payload(spans.traceparent(span)), ack.trace_id, now)
             appended = self._spooler.accept(entry, plan, ack.on_outcome, event_context)
         except InvalidEventError as error:

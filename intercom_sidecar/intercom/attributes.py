@@ -73,6 +73,12 @@ class DataAttributes:
             _log.debug("Left out attributes Intercom cannot take: %s.", sorted(set(types) - set(names)))
         return names
 
+    async def prefetch(self, model: str) -> None:
+        """List the attributes Intercom has for `model` now, rather than on the first write that needs them."""
+        async with self._lock:
+            if model not in self._known:
+                self._known[model] = await self._list(model)
+
     async def _ensure(self, model: str, types: Mapping[str, str]) -> _Known:
         known = self._known.get(model)
         if known is None:

@@ -84,6 +84,11 @@ class IntercomSender:
         companies, attachments = self._companies.cache_lookups
         return {"contacts": self._contacts.cache_lookups, "companies": companies, "attachments": attachments}
 
+    async def prefetch(self) -> None:
+        """Learn which custom data attributes exist (at start; otherwise the first write that needs them asks)."""
+        for model in ("contact", "company"):
+            await self._attributes.prefetch(model)
+
     async def send(self, plan: Plan) -> None:
         for step in plan.steps:
             await self._run(step)

@@ -74,6 +74,8 @@ class CreateDataEvent:
     contact: ContactRef
     body: JsonObject
     create_missing_contact: bool = True
+    dropped_metadata_keys: int = 0
+    """Property values left out because Intercom keeps ten metadata keys (counted in a metric)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,29 +38,41 @@ def data_event(event: Event, name: str, properties: JsonObject, options: Mapping
         body["user_id"] = event.user_id
     else:
         body["email"] = email
-    metadata = metadata_of(properties)
+    metadata, dropped = _metadata(properties)
     if metadata:
         body["metadata"] = metadata
     contact = ContactRef(external_id=event.user_id, email=email)
-    step = CreateDataEvent(contact=contact, body=body, create_missing_contact=options.create_missing_contacts)
+    step = CreateDataEvent(
+        contact=contact,
+        body=body,
+        create_missing_contact=options.create_missing_contacts,
+        dropped_metadata_keys=dropped,
+    )
     return Plan(steps=(step,))
 
 
 def metadata_of(properties: JsonObject) -> dict[str, Any]:
     """At most ten metadata values: the money value first (`price`), then properties in the event's order
     (nested objects flattened with `_`, arrays and nulls dropped, booleans as strings)."""
+    return _metadata(properties)[0]
+
+
+def _metadata(properties: JsonObject) -> tuple[dict[str, Any], int]:
+    """The metadata, and how many values did not fit in Intercom's ten keys."""
     metadata: dict[str, Any] = {}
     price = _price(properties)
     if price is not None:
         metadata["price"] = price
     rest = {key: value for key, value in properties.items() if key not in (*_MONEY_KEYS, "currency")}
+    dropped = 0
     for name, value in flatten(rest):
-        if len(metadata) >= MAX_METADATA_KEYS:
-            break
         if name in metadata:
             continue
+        if len(metadata) >= MAX_METADATA_KEYS:
+            dropped += 1
+            continue
         metadata[name] = _metadata_value(value)
-    return metadata
+    return metadata, dropped
 
 
 def _metadata_value(value: Any) -> Any:

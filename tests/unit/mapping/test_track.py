@@ -37,10 +37,18 @@ def track(
 
 
 def data_event(
-    body: dict[str, Any], *, external_id: str | None = "u1", email: str | None = None, create_missing: bool = True
+    body: dict[str, Any],
+    *,
+    external_id: str | None = "u1",
+    email: str | None = None,
+    create_missing: bool = True,
+    dropped: int = 0,
 ) -> Plan:
     contact = ContactRef(external_id=external_id, email=email)
-    return Plan(steps=(CreateDataEvent(contact=contact, body=body, create_missing_contact=create_missing),))
+    step = CreateDataEvent(
+        contact=contact, body=body, create_missing_contact=create_missing, dropped_metadata_keys=dropped
+    )
+    return Plan(steps=(step,))
 
 
 def by_user(**fields: Any) -> dict[str, Any]:
@@ -157,7 +165,7 @@ CASES: list[Case] = [
     Case(
         "14 properties -> 10 kept, money first",
         track(FOURTEEN),
-        data_event(by_user(metadata={"price": price(500)} | {f"p{n:02d}": n for n in range(1, 10)})),
+        data_event(by_user(metadata={"price": price(500)} | {f"p{n:02d}": n for n in range(1, 10)}), dropped=4),
     ),
     Case(
         "a price property does not overwrite the money value",
@@ -167,7 +175,7 @@ CASES: list[Case] = [
     Case(
         "more than 10 after flattening: the first in the event's order",
         track({"a": {f"k{n}": n for n in range(12)}, "z": "last"}),
-        data_event(by_user(metadata={f"a_k{n}": n for n in range(10)})),
+        data_event(by_user(metadata={f"a_k{n}": n for n in range(10)}), dropped=3),
     ),
     Case(
         "booleans as strings",
