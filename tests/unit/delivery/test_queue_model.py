@@ -209,5 +209,5 @@ class SendQueueModel(RuleBasedStateMachine):
             assert held == sorted(self.pending)
 
 
-SendQueueModel.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None, database=None)
+SendQueueModel.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None, database=None)
 TestSendQueueModel = SendQueueModel.TestCase
