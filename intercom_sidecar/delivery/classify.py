@@ -18,7 +18,7 @@ from intercom_sidecar.errors import (
     UnauthorizedError,
 )
 
-__all__ = ["error_for_status", "throttle_delay"]
+__all__ = ["error_for_status", "header_number", "throttle_delay"]
 
 
 def error_for_status(
@@ -51,18 +51,19 @@ def error_for_status(
 def throttle_delay(headers: Mapping[str, str], now: float) -> float | None:
     """For a 429: seconds until Intercom's announced reset (`X-RateLimit-Reset`, Unix seconds), else
     `Retry-After` (seconds); None when neither is usable."""
-    reset = _number(headers.get("x-ratelimit-reset"))
+    reset = header_number(headers.get("x-ratelimit-reset"))
     if reset is not None:
         return max(0.0, reset - now)
     return _seconds(headers.get("retry-after"))
 
 
 def _seconds(value: str | None) -> float | None:
-    number = _number(value)
+    number = header_number(value)
     return None if number is None else max(0.0, number)
 
 
-def _number(value: str | None) -> float | None:
+def header_number(value: str | None) -> float | None:
+    """A header's value as a finite number, else None."""
     if value is None:
         return None
     try:

@@ -17,6 +17,7 @@ import asyncio
 import math
 from collections.abc import Callable, Mapping
 
+from intercom_sidecar.delivery.classify import header_number
 from intercom_sidecar.delivery.clock import Clock
 
 __all__ = ["RateLimiter"]
@@ -68,9 +69,9 @@ class RateLimiter:
 
     def observe(self, headers: Mapping[str, str], status: int) -> None:
         """Learn from one answer's headers (and a 429: nothing is sent before the reset it announces)."""
-        reset = _number(headers.get("x-ratelimit-reset"))
-        remaining = _number(headers.get("x-ratelimit-remaining"))
-        limit = _number(headers.get("x-ratelimit-limit"))
+        reset = header_number(headers.get("x-ratelimit-reset"))
+        remaining = header_number(headers.get("x-ratelimit-remaining"))
+        limit = header_number(headers.get("x-ratelimit-limit"))
         if limit is not None:
             self._reserve = math.floor(limit * _RESERVE_FRACTION)
         if reset is not None and remaining is not None:
@@ -95,13 +96,3 @@ class RateLimiter:
         if self._on_wait is not None:
             self._on_wait(seconds)
         await self._clock.sleep(seconds)
-
-
-def _number(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
