@@ -1,6 +1,7 @@
 """Delivery: the `Sender` protocol, and the pipeline that feeds it from the send queue with retries.
 
-    submit() -> SendQueue (bounded, per-user FIFO) -> N workers -> deliver_with_retries -> Sender.send(plan)
+    submit() -> SendQueue (bounded, per-user FIFO) -> N workers -> deliver_with_retries
+             -> AdaptiveConcurrency (AIMD limit <= N) -> Sender.send(plan)
 
 Each submitted plan comes with a `done` callback that receives exactly one `Outcome`: `Delivered`,
 `Rejected` (Intercom refused, or the retry budget ran out) or `Abandoned` (shutdown came first).
@@ -21,6 +22,7 @@ from opentelemetry.trace import NoOpTracer, Tracer
 
 from intercom_sidecar.config import QueueConfig, RetryConfig
 from intercom_sidecar.delivery.clock import Clock, SystemClock
+from intercom_sidecar.delivery.concurrency import AdaptiveConcurrency
 from intercom_sidecar.delivery.queue import SendQueue
 from intercom_sidecar.delivery.retry import deliver_with_retries
 from intercom_sidecar.errors import DeliveryError, InternalError, RetryableError, UnauthorizedError
@@ -90,6 +92,7 @@ class Pipeline:
         self._retry = retry
         self._workers_wanted = queue.workers
         self._clock = clock or SystemClock()
+        self.concurrency = AdaptiveConcurrency(queue.workers, initial=min(4, queue.workers), clock=self._clock.now)
         self._rng = rng or random.Random()
         self._queue: SendQueue[_Job] = SendQueue(queue.max_events, full_retry_after=queue.full_retry_after_seconds)
         self._workers: list[asyncio.Task[None]] = []
@@ -199,11 +202,18 @@ class Pipeline:
                 job.failed_attempt(error.reason)
 
         async def attempt() -> None:
-            # The attempt span is current while the plan runs, so each Intercom call is its child.
-            with self._tracer.start_as_current_span(
-                SPAN_ATTEMPT, context=job.trace, attributes={ATTR_RETRY_ATTEMPT: retries + 1}
-            ):
-                await self._sender.send(plan)
+            # Adaptive concurrency bounds the attempts under way; the attempt span is current while the plan
+            # runs, so each Intercom call is its child.
+            async with self.concurrency.slot() as report:
+                with self._tracer.start_as_current_span(
+                    SPAN_ATTEMPT, context=job.trace, attributes={ATTR_RETRY_ATTEMPT: retries + 1}
+                ):
+                    try:
+                        await self._sender.send(plan)
+                    except RetryableError:
+                        report(True)  # 429, 408, 5xx, timeouts, refused connections: Intercom is under strain
+                        raise
+                    report(False)
 
         try:
             attempts = await deliver_with_retries(
