@@ -1,0 +1,270 @@
+"""The SQLite spool's files and SQL: the schema, the lock, opening and recovering the database (corrupt files are
+moved aside, never a crash loop), and the statements the writer thread runs. Used by `spool_sqlite` only."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from intercom_sidecar.delivery import dead_letters
+from intercom_sidecar.delivery.spool import (
+    BUSY_TIMEOUT_MS,
+    DATABASE_NAME,
+    SCHEMA_VERSION,
+    Recovery,
+    SpooledEvent,
+    SpoolEntry,
+    SpoolError,
+)
+
+__all__ = [
+    "LOCK_NAME",
+    "PRUNE_ROWS",
+    "SCHEMA",
+    "collect_replayed",
+    "insert_new",
+    "insert_one",
+    "lock_directory",
+    "open_database",
+    "prune_dedupe",
+    "quarantine",
+]
+
+_log = logging.getLogger("intercom_sidecar.delivery.spool_sqlite")
+
+LOCK_NAME = "spool.lock"
+PRUNE_ROWS = 10_000
+
+SCHEMA = """
+CREATE TABLE pending (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a seq is never reused, even after a delete
+    message_id TEXT NOT NULL,
+    user_key TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    trace_id TEXT NOT NULL,
+    accepted_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    outcomes TEXT NOT NULL DEFAULT '[]'     -- JSON [[at, outcome], ...] from record_attempt
+) STRICT;
+-- Message ids seen within the dedupe window; rowid order is seen_at order, so pruning reads from the front.
+CREATE TABLE dedupe (message_id TEXT NOT NULL UNIQUE, seen_at REAL NOT NULL) STRICT;
+CREATE TABLE dead_letters (
+    seq INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    user_key TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    trace_id TEXT NOT NULL,
+    accepted_at REAL NOT NULL,
+    attempts INTEGER NOT NULL,
+    outcomes TEXT NOT NULL,
+    dead_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    status INTEGER,
+    code TEXT NOT NULL
+) STRICT;
+CREATE INDEX dead_letters_by_message_id ON dead_letters (message_id);
+CREATE INDEX dead_letters_by_dead_at ON dead_letters (dead_at);
+-- Events whose payload the caller could not decode (`quarantine`), kept for a human to look at.
+CREATE TABLE quarantine (
+    seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL, user_key TEXT NOT NULL, payload BLOB NOT NULL,
+    trace_id TEXT NOT NULL, accepted_at REAL NOT NULL, attempts INTEGER NOT NULL, outcomes TEXT NOT NULL,
+    quarantined_at REAL NOT NULL, reason TEXT NOT NULL
+) STRICT;
+-- Seqs another process (the operator CLI) put back into pending, until a running sidecar collects them.
+CREATE TABLE replayed (seq INTEGER PRIMARY KEY) STRICT;
+"""
+
+
+def lock_directory(directory: Path) -> IO[bytes]:
+    """Create the directory if needed and hold its lock file; SpoolError names the directory when it cannot."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise PermissionError("not writable")
+        lock = (directory / LOCK_NAME).open("ab")
+    except OSError as error:
+        raise SpoolError(f"cannot use the spool directory `{directory}`: {error}") from error
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        lock.close()
+        raise SpoolError(f"another process holds the spool in `{directory}`") from error
+    return lock
+
+
+def open_database(directory: Path, now: float) -> tuple[sqlite3.Connection, Recovery]:
+    """Open (or create) and recover the database; a corrupt one is moved aside and replaced by a fresh one."""
+    path = directory / DATABASE_NAME
+    try:
+        return connect_and_recover(path, ())
+    except CorruptError as corrupt:
+        moved = move_aside(path, now)
+        _log.warning(
+            "The spool database `%s` is corrupt (%s); moved it aside to `%s` and started an empty spool.",
+            path,
+            corrupt,
+            moved[0] if moved else path,
+        )
+        try:
+            return connect_and_recover(path, moved)
+        except CorruptError as again:
+            raise SpoolError(f"cannot create a spool database in `{directory}`: {again}") from again
+
+
+def connect_and_recover(path: Path, moved_aside: tuple[Path, ...]) -> tuple[sqlite3.Connection, Recovery]:
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error as error:
+        raise classify(error, path) from error
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
+            raise SpoolError(f"the spool database `{path}` cannot use WAL mode")
+        conn.execute("PRAGMA synchronous = FULL")
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise CorruptError(" ".join(problems[:3]).replace("\n", " "))
+        migrate(conn, path)
+        recovery = recover_pending(conn, moved_aside)
+    except sqlite3.Error as error:
+        conn.close()
+        raise classify(error, path) from error
+    except BaseException:
+        conn.close()
+        raise
+    return conn, recovery
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version != 0:
+        raise SpoolError(f"the spool database `{path}` has schema {version}; this version knows {SCHEMA_VERSION}")
+    conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+
+
+def recover_pending(conn: sqlite3.Connection, moved_aside: tuple[Path, ...]) -> Recovery:
+    """Every pending row in seq order. (STRICT tables and quick_check vouch for each row's types.)"""
+    conn.execute("BEGIN IMMEDIATE")
+    pending = conn.execute(
+        "SELECT seq, message_id, user_key, payload, trace_id, accepted_at, attempts FROM pending ORDER BY seq"
+    ).fetchall()
+    conn.execute("DELETE FROM replayed")  # recovery hands back every pending event anyway
+    dead = dead_letters.count_dead_letters(conn)
+    (quarantined,) = conn.execute("SELECT count(*) FROM quarantine").fetchone()
+    conn.execute("COMMIT")
+    return Recovery(
+        tuple(SpooledEvent(*row) for row in pending),
+        quarantined=quarantined,
+        moved_aside=moved_aside,
+        dead_letters=dead,
+    )
+
+
+def insert_new(conn: sqlite3.Connection, batch: Sequence[SpoolEntry], now: float) -> list[int | None] | None:
+    """The fast path for a batch of ids never seen (the usual case): two executemany; None if any id was seen."""
+    conn.execute("SAVEPOINT batch")
+    if conn.executemany(
+        "INSERT OR IGNORE INTO dedupe (message_id, seen_at) VALUES (?, ?)", [(e.message_id, now) for e in batch]
+    ).rowcount != len(batch):
+        conn.execute("ROLLBACK TO batch")
+        conn.execute("RELEASE batch")
+        return None
+    # This connection holds the write lock, so the seqs after the largest ever used are ours to take.
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'pending'").fetchone()
+    first = (row[0] if row else 0) + 1
+    conn.executemany(
+        "INSERT INTO pending (seq, message_id, user_key, payload, trace_id, accepted_at) VALUES (?, ?, ?, ?, ?, ?)",
+        [(seq, e.message_id, e.user_key, e.payload, e.trace_id, e.accepted_at) for seq, e in enumerate(batch, first)],
+    )
+    conn.execute("RELEASE batch")
+    return list(range(first, first + len(batch)))
+
+
+def insert_one(conn: sqlite3.Connection, entry: SpoolEntry, now: float, cutoff: float) -> int | None:
+    """Insert one entry; None if its message id was seen since `cutoff` (the earlier event is kept)."""
+    if not conn.execute(
+        "INSERT OR IGNORE INTO dedupe (message_id, seen_at) VALUES (?, ?)", (entry.message_id, now)
+    ).rowcount:
+        (seen_at,) = conn.execute("SELECT seen_at FROM dedupe WHERE message_id = ?", (entry.message_id,)).fetchone()
+        if seen_at >= cutoff:
+            return None
+        # Seen before the window: a new event. Delete and insert, so rowid order stays seen_at order.
+        conn.execute("DELETE FROM dedupe WHERE message_id = ?", (entry.message_id,))
+        conn.execute("INSERT INTO dedupe (message_id, seen_at) VALUES (?, ?)", (entry.message_id, now))
+    return conn.execute(
+        "INSERT INTO pending (message_id, user_key, payload, trace_id, accepted_at) VALUES (?, ?, ?, ?, ?)",
+        (entry.message_id, entry.user_key, entry.payload, entry.trace_id, entry.accepted_at),
+    ).lastrowid
+
+
+def quarantine(conn: sqlite3.Connection, seq: int, reason: str, now: float) -> int:
+    moved: int = conn.execute(
+        "INSERT INTO quarantine (seq, message_id, user_key, payload, trace_id, accepted_at, attempts, outcomes,"
+        " quarantined_at, reason)"
+        " SELECT seq, message_id, user_key, payload, trace_id, accepted_at, attempts, outcomes, ?, ?"
+        " FROM pending WHERE seq = ?",
+        (now, reason, seq),
+    ).rowcount
+    conn.execute("DELETE FROM pending WHERE seq = ?", (seq,))
+    return moved
+
+
+def collect_replayed(conn: sqlite3.Connection) -> list[SpooledEvent]:
+    rows = conn.execute(
+        "SELECT p.seq, p.message_id, p.user_key, p.payload, p.trace_id, p.accepted_at, p.attempts"
+        " FROM replayed AS r JOIN pending AS p ON p.seq = r.seq ORDER BY p.seq"
+    ).fetchall()
+    conn.execute("DELETE FROM replayed")
+    return [SpooledEvent(*row) for row in rows]
+
+
+def prune_dedupe(conn: sqlite3.Connection, cutoff: float) -> int:
+    """Delete up to PRUNE_ROWS of the oldest dedupe rows seen before `cutoff`; how many were deleted."""
+    rows = conn.execute("SELECT rowid, seen_at FROM dedupe ORDER BY rowid LIMIT ?", (PRUNE_ROWS,)).fetchall()
+    last = None
+    for rowid, seen_at in rows:
+        if seen_at >= cutoff:
+            break
+        last = rowid
+    if last is None:
+        return 0
+    return conn.execute("DELETE FROM dedupe WHERE rowid <= ?", (last,)).rowcount
+
+
+def move_aside(path: Path, now: float) -> tuple[Path, ...]:
+    """Rename the database and its -wal/-shm to spool.corrupt-<time>.db*; the renamed database comes first."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    base = path.with_name(f"spool.corrupt-{stamp}.db")
+    n = 1
+    while base.exists():
+        n += 1
+        base = path.with_name(f"spool.corrupt-{stamp}-{n}.db")
+    moved = []
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            target = base.with_name(base.name + suffix)
+            try:
+                source.rename(target)
+            except OSError as error:
+                raise SpoolError(f"cannot move the corrupt spool database `{source}` aside: {error}") from error
+            moved.append(target)
+    return tuple(moved)
+
+
+def classify(error: sqlite3.Error, path: Path) -> Exception:
+    if getattr(error, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return CorruptError(str(error))
+    return SpoolError(f"cannot use the spool database `{path}`: {error}")
+
+
+class CorruptError(Exception):
+    """The database file is damaged: it is moved aside, never a reason to stop."""
