@@ -73,7 +73,10 @@ async def test_three_replicas_share_one_budget(small_budget: FakeIntercom, tmp_p
         for replica in replicas:
             await replica.close()
     per_window = Counter(math.floor(entry.at) for entry in small_budget.ledger)
-    assert max(per_window.values()) <= 31, f"requests per window: {sorted(per_window.items())}"  # limit + 5%
+    counts = [count for _, count in sorted(per_window.items())]
+    assert max(counts) <= 31, f"requests per window: {counts}"  # the limit + 5%
+    busy = counts[1:-1]  # the first and last windows are partly idle (start-up, the tail of the work)
+    assert busy and min(busy) >= 27, f"at least 90% of the budget used while busy: {counts}"
     throttled = sum(1 for entry in small_budget.ledger if entry.status == 429)
     assert throttled <= 6, f"{throttled} answers were 429"
     assert len(small_budget.state.contacts) == 120
