@@ -79,6 +79,9 @@ async def run(args: argparse.Namespace) -> int:
                 else:
                     events.append(item)
     acks = await _stream(args.target, events, args.ack_mode, args.timeout) if events else []
+    # Acks come back in whatever order outcomes are known; show them in the order the events were read.
+    position = {event.message_id: n for n, event in enumerate(events)}
+    acks.sort(key=lambda ack: position.get(ack.message_id, len(position)))
     _print(acks, as_json=args.json)
     failed = problems + sum(1 for ack in acks if event_pb2.Ack.Status.Name(ack.status) not in _OK)
     return 1 if failed or len(acks) < len(events) else 0
