@@ -131,11 +131,9 @@ class _Ack:
         if isinstance(error, QueueFullError | ShuttingDownError):
             self._resolve(self.finish(AckStatus.RETRY_LATER, str(error), retry_after=error.retry_after))
         elif isinstance(error, SpoolError):
-            _log.error("The spool could not store events: %s", error)
             reason = "the spool could not store the event"
             self._resolve(self.finish(AckStatus.RETRY_LATER, reason, retry_after=_SPOOL_ERROR_RETRY_AFTER))
         elif error is not None:
-            _log.error("Unexpected error while spooling an event.", exc_info=error)
             self._resolve(self.finish(AckStatus.REJECTED, "internal error"))
         elif appended.result() is None:
             self._resolve(self.finish(AckStatus.DUPLICATE, _DUPLICATE))

@@ -22,10 +22,10 @@ from opentelemetry.context import Context
 
 from intercom_sidecar.config import Config
 from intercom_sidecar.delivery.pipeline import Abandoned, Delivered, Outcome, Pipeline, Rejected
-from intercom_sidecar.delivery.spool import Spool, SpooledEvent, SpoolEntry
+from intercom_sidecar.delivery.spool import Spool, SpooledEvent, SpoolEntry, SpoolError
 from intercom_sidecar.delivery.spool_memory import MemorySpool
 from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
-from intercom_sidecar.errors import PausedError, ShuttingDownError
+from intercom_sidecar.errors import PausedError, QueueFullError, ShuttingDownError
 from intercom_sidecar.mapping.plan import Plan
 from intercom_sidecar.telemetry.metrics import Metrics
 
@@ -130,7 +130,15 @@ class Spooler:
     async def _append(self, batch: list[_Accepting]) -> None:
         try:
             seqs = await self._spool.append([accepting.entry for accepting in batch])
-        except Exception as error:  # full, closed, or a failed write: the batch was not stored
+        except (QueueFullError, ShuttingDownError) as error:  # backpressure: each caller hears it in its ack
+            _fail(batch, error)
+            return
+        except SpoolError as error:  # logged once per batch, not once per event; each ack says RETRY_LATER
+            _log.error("The spool could not store %d events: %s", len(batch), error)
+            _fail(batch, error)
+            return
+        except Exception as error:  # a bug: logged once with its traceback; each ack says REJECTED
+            _log.exception("Unexpected error while spooling %d events.", len(batch))
             _fail(batch, error)
             return
         for accepting, seq in zip(batch, seqs, strict=True):
