@@ -31,6 +31,7 @@ from intercom_sidecar.intercom.sender import IntercomSender
 from intercom_sidecar.intercom.token_watch import watch_token
 from intercom_sidecar.mapping import Skip, map_event
 from intercom_sidecar.model.from_proto import DecodeLimits, event_from_bytes
+from intercom_sidecar.server.admin_http import AdminServer
 from intercom_sidecar.server.grpc_servers import (
     EVENT_SERVICE,
     LIVENESS_SERVICE,
@@ -46,7 +47,7 @@ from intercom_sidecar.telemetry import names
 from intercom_sidecar.telemetry.logs import register_secret
 from intercom_sidecar.telemetry.metrics import SOURCE_RECOVERED, SOURCE_REPLAYED, Metrics, make_meter_provider
 from intercom_sidecar.telemetry.pii import PiiPolicy
-from intercom_sidecar.telemetry.prometheus import MetricsServer, PrometheusReader, serve_metrics
+from intercom_sidecar.telemetry.prometheus import PrometheusReader, metrics_handler
 from intercom_sidecar.telemetry.setup import make_tracer_provider, metric_readers
 from intercom_sidecar.telemetry.spans import end_recovered_span, recovered_span
 
@@ -79,7 +80,7 @@ class App:
         self.metrics_reader = PrometheusReader()
         self._meter_provider = meter_provider or make_meter_provider(readers=(self.metrics_reader, *metric_readers()))
         self.metrics = Metrics(self._meter_provider)
-        self._metrics_server: MetricsServer | None = None
+        self._admin_server: AdminServer | None = None
         self.metrics_port = 0
         self._transport = transport
         self._clock = clock
@@ -193,8 +194,10 @@ class App:
             _log.info("Serving gRPC health on `%s`.", listening_on(config.server.health_listen, self.health_port))
         if config.server.metrics_listen:
             host, _, port = config.server.metrics_listen.rpartition(":")
+            self._admin_server = AdminServer()
+            self._admin_server.route("/metrics", metrics_handler(self.metrics_reader))
             try:
-                self._metrics_server, self.metrics_port = await serve_metrics(self.metrics_reader, host, int(port))
+                self.metrics_port = await self._admin_server.start(host, int(port))
             except OSError as error:
                 await self.stop()
                 raise ConfigError("INTERCOM_SIDECAR_METRICS_LISTEN", f"cannot listen: {error.strerror}") from None
@@ -234,8 +237,8 @@ class App:
         if self._client is not None:
             await self._client.aclose()
         # 4. Last, flush telemetry so the spans of the final deliveries are exported.
-        if self._metrics_server is not None:
-            await self._metrics_server.stop()
+        if self._admin_server is not None:
+            await self._admin_server.stop()
         self._tracer_provider.shutdown()
         self._meter_provider.shutdown()
         self._stopped.set()

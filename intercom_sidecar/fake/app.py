@@ -17,11 +17,11 @@ from urllib.parse import parse_qsl
 from intercom_sidecar.fake.api import ApiError, Call
 from intercom_sidecar.fake.control import Control
 from intercom_sidecar.fake.faults import Faults, RateLimiter, Window, default_error
-from intercom_sidecar.fake.http import Request, Response
 from intercom_sidecar.fake.ledger import Ledger, LedgerEntry
 from intercom_sidecar.fake.routes import Routes
 from intercom_sidecar.fake.state import State
 from intercom_sidecar.fake.views import error_view
+from intercom_sidecar.http_server import Request, Response
 
 __all__ = ["VERSIONS", "FakeApp"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from intercom_sidecar.fake.http import Request, Response
+from intercom_sidecar.http_server import Request, Response
 
 if TYPE_CHECKING:
     from intercom_sidecar.fake.app import FakeApp

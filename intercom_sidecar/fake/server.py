@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -10,9 +11,10 @@ from typing import Self
 from intercom_sidecar.fake.app import FakeApp
 from intercom_sidecar.fake.attributes import CREATABLE_DATA_TYPES, MODEL_WORDS
 from intercom_sidecar.fake.faults import Faults, RateLimiter
-from intercom_sidecar.fake.http import HttpServer
 from intercom_sidecar.fake.ledger import Ledger, LedgerEntry
 from intercom_sidecar.fake.state import DataAttribute, State
+from intercom_sidecar.fake.views import error_view
+from intercom_sidecar.http_server import HttpServer
 
 __all__ = ["API_VERSION", "FakeIntercom"]
 
@@ -55,7 +57,7 @@ class FakeIntercom:
             clock=clock,
             seed=seed,
         )
-        self._http = HttpServer(self._app.handle, allow_non_loopback=allow_non_loopback)
+        self._http = HttpServer(self._app.handle, allow_non_loopback=allow_non_loopback, error_body=_intercom_error)
         self.url = ""
 
     # lifecycle --------------------------------------------------------------------------------------------
@@ -120,3 +122,9 @@ class FakeIntercom:
     def requests(self, method: str | None = None, path_prefix: str = "") -> list[LedgerEntry]:
         """Ledger entries, optionally only those for ``method`` under ``path_prefix``."""
         return self.ledger.matching(method, path_prefix)
+
+
+def _intercom_error(status: int, message: str) -> tuple[str, bytes]:
+    """The answers the HTTP layer writes itself (malformed HTTP, a body too large) in Intercom's error envelope."""
+    code = "server_error" if status >= 500 else "bad_request"
+    return "application/json", json.dumps(error_view(None, code, message)).encode()

@@ -14,7 +14,6 @@ attributes and no timestamps are exposed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import re
@@ -22,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-import h11
 from opentelemetry.sdk.metrics.export import (
     Gauge,
     Histogram,
@@ -34,15 +32,15 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.util.types import Attributes
 
 from intercom_sidecar.errors import ConfigError
+from intercom_sidecar.http_server import Handler, Request, Response
 
 __all__ = [
     "CONTENT_TYPE",
-    "MetricsServer",
     "MetricsSource",
     "PrometheusReader",
+    "metrics_handler",
     "metrics_listen_address",
     "render_text",
-    "serve_metrics",
 ]
 
 _log = logging.getLogger(__name__)
@@ -52,9 +50,6 @@ _LISTEN_KEY: Final = "INTERCOM_SIDECAR_METRICS_LISTEN"
 _UNIT_SUFFIXES: Final = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "%": "percent"}
 _INVALID_NAME = re.compile(r"[^a-zA-Z0-9_:]+")
 _INVALID_LABEL = re.compile(r"[^a-zA-Z0-9_]+")
-_MAX_HEAD_BYTES: Final = 16 * 1024
-_MAX_BODY_BYTES: Final = 64 * 1024
-_IDLE_TIMEOUT_SECONDS: Final = 60.0
 
 
 class MetricsSource(Protocol):
@@ -66,7 +61,7 @@ class MetricsSource(Protocol):
 class PrometheusReader(InMemoryMetricReader):
     """A pull reader: each scrape collects (running the observable callbacks) and renders cumulative values.
 
-    Pass it to `make_meter_provider(readers=...)` and to `serve_metrics`.
+    Pass it to `make_meter_provider(readers=...)` and to `metrics_handler`.
     """
 
 
@@ -189,111 +184,15 @@ def _escape_help(text: str) -> str:
 # Serving ----------------------------------------------------------------------------------------------------
 
 
-class MetricsServer:
-    """`GET /metrics` (and `HEAD`) over HTTP/1.1 with keep-alive; 404 for other paths, 405 for other methods."""
+def metrics_handler(source: MetricsSource) -> Handler:
+    """The `GET /metrics` route of the admin address: each request collects and renders `source`."""
 
-    def __init__(self, source: MetricsSource) -> None:
-        self._source = source
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self, host: str, port: int) -> int:
-        """Listen on `host:port` (port 0 picks a free one); the bound port."""
-        self._server = await asyncio.start_server(self._connection, host, port)
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def stop(self) -> None:
-        """Stop listening and close every connection. Idempotent."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.close()
-        await asyncio.sleep(0)  # a connection accepted just before the close registers its task
-        while self._tasks:  # each task leaves the set when it ends
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
-        await asyncio.sleep(0)  # let the transports run their connection_lost before the loop may close
-
-    def scrape(self) -> bytes:
-        return render_text(self._source.get_metrics_data()).encode("utf-8")
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD_BYTES)
+    async def scrape(request: Request) -> Response:
         try:
-            while (request := await _read_request(conn, reader)) is not None:
-                writer.write(self._answer(conn, *request))
-                await writer.drain()
-                if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-                    break
-                conn.start_next_cycle()
-        except (h11.RemoteProtocolError, _TooLargeError):
-            writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-        except (ConnectionError, TimeoutError):
-            pass
+            body = render_text(source.get_metrics_data()).encode("utf-8")
         except Exception:
-            _log.exception("Unexpected error on a metrics connection.")
-        finally:
-            writer.close()
-            self._tasks.discard(task)
+            _log.exception("Could not render the metrics.")
+            return Response(500, b"Could not render the metrics.\n", [("content-type", "text/plain; charset=utf-8")])
+        return Response(200, body, [("content-type", CONTENT_TYPE)])
 
-    def _answer(self, conn: h11.Connection, method: bytes, target: bytes) -> bytes:
-        path = target.split(b"?", 1)[0]
-        headers: list[tuple[str, str]] = []
-        if path != b"/metrics":
-            status, body = 404, b"Not found: the metrics are at /metrics.\n"
-        elif method not in (b"GET", b"HEAD"):
-            status, body = 405, b"Method not allowed.\n"
-            headers.append(("allow", "GET, HEAD"))
-        else:
-            try:
-                status, body = 200, self.scrape()
-            except Exception:
-                _log.exception("Could not render the metrics.")
-                status, body = 500, b"Could not render the metrics.\n"
-        content_type = CONTENT_TYPE if status == 200 else "text/plain; charset=utf-8"
-        headers += [("content-type", content_type), ("content-length", str(len(body)))]
-        parts = [conn.send(h11.Response(status_code=status, headers=headers)) or b""]
-        if method != b"HEAD":
-            parts.append(conn.send(h11.Data(data=body)) or b"")
-        parts.append(conn.send(h11.EndOfMessage()) or b"")
-        return b"".join(parts)
-
-
-async def serve_metrics(metrics_reader: MetricsSource, host: str, port: int) -> tuple[MetricsServer, int]:
-    """Serve `metrics_reader` at `http://host:port/metrics`; the running server (`await server.stop()`) and the
-    bound port."""
-    server = MetricsServer(metrics_reader)
-    return server, await server.start(host, port)
-
-
-class _TooLargeError(Exception):
-    pass
-
-
-async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
-    """(method, target) of the next complete request, or None once the client closed the connection."""
-    request: h11.Request | None = None
-    body = 0
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            conn.receive_data(await asyncio.wait_for(reader.read(65536), _IDLE_TIMEOUT_SECONDS))
-        elif isinstance(event, h11.Request):
-            request = event
-        elif isinstance(event, h11.Data):
-            body += len(event.data)
-            if body > _MAX_BODY_BYTES:
-                raise _TooLargeError
-        elif isinstance(event, h11.EndOfMessage):
-            assert request is not None
-            return request.method, request.target
-        elif isinstance(event, h11.ConnectionClosed):
-            return None
-        else:  # h11.PAUSED: not before our answer is written
-            return None
+    return scrape

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from intercom_sidecar.fake import FakeIntercom
-from intercom_sidecar.fake.http import MAX_BODY_BYTES, is_loopback_host
+from intercom_sidecar.http_server import DEFAULT_MAX_BODY_BYTES as MAX_BODY_BYTES
+from intercom_sidecar.http_server import is_loopback_host
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 

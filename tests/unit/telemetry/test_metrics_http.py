@@ -8,17 +8,24 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from intercom_sidecar.server.admin_http import AdminServer
 from intercom_sidecar.telemetry.metrics import Metrics, make_meter_provider
-from intercom_sidecar.telemetry.prometheus import MetricsServer, PrometheusReader, serve_metrics
+from intercom_sidecar.telemetry.prometheus import MetricsSource, PrometheusReader, metrics_handler
 
 pytestmark = pytest.mark.timeout(10)
+
+
+async def serve_metrics(source: MetricsSource) -> tuple[AdminServer, int]:
+    server = AdminServer()
+    server.route("/metrics", metrics_handler(source))
+    return server, await server.start("127.0.0.1", 0)
 
 
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[Metrics, int]]:
     reader = PrometheusReader()
     metrics = Metrics(make_meter_provider({}, readers=(reader,)))
-    server, port = await serve_metrics(reader, "127.0.0.1", 0)
+    server, port = await serve_metrics(reader)
     try:
         yield metrics, port
     finally:
@@ -86,8 +93,7 @@ async def test_malformed_requests_get_400(served: tuple[Metrics, int]) -> None:
 
 
 async def test_stop_closes_idle_connections_and_the_port() -> None:
-    server, port = await serve_metrics(PrometheusReader(), "127.0.0.1", 0)
-    assert isinstance(server, MetricsServer)
+    server, port = await serve_metrics(PrometheusReader())
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()

@@ -1,8 +1,10 @@
-"""A minimal HTTP/1.1 server on asyncio and h11, for the fake Intercom.
+"""A minimal HTTP/1.1 server on asyncio and h11: the fake Intercom, the admin address (metrics, the event view) and
+the Segment-compatible intake all run on it.
 
 One :class:`asyncio.Protocol` per connection feeds bytes to an ``h11.Connection``; each complete request is
 handed to an async handler, and its :class:`Response` is written back. Connections are kept alive between
-requests (pipelined requests wait their turn). Malformed HTTP gets a ``400`` and the connection is closed.
+requests (pipelined requests wait their turn). Malformed HTTP gets a ``400``, a body over the server's limit a
+``413``, and the connection is closed; the body of those answers comes from the server's ``error_body``.
 A response can ask for added latency before it is written, or for the connection to be reset (aborted)
 instead of answered: that is how the fake injects network faults.
 """
@@ -21,11 +23,20 @@ from typing import Final
 
 import h11
 
-__all__ = ["Handler", "HttpServer", "Request", "Response", "is_loopback_host"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "ErrorBody",
+    "Handler",
+    "HttpServer",
+    "Request",
+    "Response",
+    "is_loopback_host",
+    "json_error_body",
+]
 
 _log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES: Final = 4 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 _MAX_HEAD_BYTES: Final = 64 * 1024
 
 
@@ -53,6 +64,12 @@ class Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+ErrorBody = Callable[[int, str], tuple[str, bytes]]
+"""(status, message) -> (content type, body) of the answers the server writes itself (400, 413, 500)."""
+
+
+def json_error_body(status: int, message: str) -> tuple[str, bytes]:
+    return "application/json", json.dumps({"error": message}).encode()
 
 
 def is_loopback_host(host: str) -> bool:
@@ -65,14 +82,14 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def _raw_error(status: int, message: str) -> bytes:
+def _raw_error(status: int, message: str, error_body: ErrorBody) -> bytes:
     try:
         reason = HTTPStatus(status).phrase
     except ValueError:
         reason = "Error"
-    body = json.dumps({"type": "error.list", "errors": [{"code": "bad_request", "message": message}]}).encode()
+    content_type, body = error_body(status, message)
     head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
@@ -128,7 +145,7 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, status: int, message: str) -> None:
         if self._transport is not None and not self._closed:
-            self._transport.write(_raw_error(status, message))
+            self._transport.write(_raw_error(status, message, self._server._error_body))
         self.close()
 
     def _process(self) -> None:
@@ -146,7 +163,7 @@ class _Connection(asyncio.Protocol):
                 self._body_size = 0
             elif isinstance(event, h11.Data):
                 self._body_size += len(event.data)
-                if self._body_size > MAX_BODY_BYTES:
+                if self._body_size > self._server.max_body_bytes:
                     self._fail(413, "Request body too large")
                     return
                 self._body.append(bytes(event.data))
@@ -184,8 +201,9 @@ class _Connection(asyncio.Protocol):
             try:
                 response = await self._server._handler(request)
             except Exception:
-                _log.exception("fake intercom handler failed for %s %s", request.method, request.path)
-                response = Response(500, b'{"type":"error.list","errors":[{"code":"server_error"}]}')
+                _log.exception("The HTTP handler failed for %s %s.", request.method, request.path)
+                content_type, body = self._server._error_body(500, "Internal server error")
+                response = Response(500, body, [("content-type", content_type)])
             if response.delay > 0:
                 await asyncio.sleep(response.delay)
             if self._closed:
@@ -198,7 +216,7 @@ class _Connection(asyncio.Protocol):
             self.close(abort=True)
             return
         except Exception:
-            _log.exception("fake intercom could not write the response to %s %s", request.method, request.path)
+            _log.exception("Could not write the response to %s %s.", request.method, request.path)
             self.close(abort=True)
             return
         finally:
@@ -209,7 +227,8 @@ class _Connection(asyncio.Protocol):
     def _write(self, response: Response) -> None:
         assert self._transport is not None
         headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
-        headers.append((b"content-length", str(len(response.body)).encode("ascii")))
+        if not any(name == "content-length" for name, _ in response.headers):  # a HEAD answer sets its own
+            headers.append((b"content-length", str(len(response.body)).encode("ascii")))
         if self._server.closing:
             headers.append((b"connection", b"close"))
         data = self._h11.send(h11.Response(status_code=response.status, headers=headers))
@@ -234,9 +253,18 @@ class _Connection(asyncio.Protocol):
 class HttpServer:
     """Serves ``handler`` over HTTP/1.1 on a loopback address (others need ``allow_non_loopback``)."""
 
-    def __init__(self, handler: Handler, *, allow_non_loopback: bool = False) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        allow_non_loopback: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        error_body: ErrorBody = json_error_body,
+    ) -> None:
         self._handler = handler
         self._allow_non_loopback = allow_non_loopback
+        self.max_body_bytes = max_body_bytes
+        self._error_body = error_body
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
