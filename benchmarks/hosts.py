@@ -70,7 +70,7 @@ async def _serve_app(conn: Connection, config: Config, profile: bool, traced: bo
         profiler.enable()
 
     async def wait_idle() -> float:
-        await app.pipeline.wait_idle()
+        await app.wait_idle()
         return time.perf_counter()
 
     async def depth() -> int:

@@ -10,11 +10,11 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Sequence
 
 import grpc
 import httpx
 from grpc_health.v1._async import HealthServicer
+from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -23,13 +23,14 @@ from intercom_sidecar.delivery.clock import Clock, SystemClock
 from intercom_sidecar.delivery.pipeline import Pipeline
 from intercom_sidecar.delivery.ratelimit import RateLimiter
 from intercom_sidecar.delivery.spool import Spool, SpooledEvent, SpoolError
-from intercom_sidecar.delivery.spooler import Spooler, make_spool
+from intercom_sidecar.delivery.spooler import OutcomeCallback, Spooler, make_spool
 from intercom_sidecar.errors import ConfigError, InvalidEventError, ShuttingDownError
 from intercom_sidecar.intake import Intake
 from intercom_sidecar.intercom.client import IntercomClient
 from intercom_sidecar.intercom.sender import IntercomSender
 from intercom_sidecar.intercom.token_watch import watch_token
 from intercom_sidecar.mapping import Skip, map_event
+from intercom_sidecar.mapping.plan import Plan
 from intercom_sidecar.model.from_proto import DecodeLimits, event_from_bytes
 from intercom_sidecar.server.admin_http import AdminServer
 from intercom_sidecar.server.grpc_servers import (
@@ -133,15 +134,15 @@ class App:
         )
         self._pipeline.on_pause_change = self._readiness_follows_pause
         self._pipeline.start()
-        self._spooler = Spooler(self.spool, self._pipeline, metrics)
+        self._spooler = Spooler(self.spool, self._pipeline, metrics, window=config.queue.max_events, load=self._load)
         _observe(metrics, self.spool, self._spooler, self.sender)
-        metrics.events_accepted(len(recovery.pending), source=SOURCE_RECOVERED)
-        self._recover(recovery.pending)
-        if recovery.pending or recovery.moved_aside or recovery.quarantined:
+        metrics.events_accepted(recovery.pending_events, source=SOURCE_RECOVERED)
+        self._spooler.start(recovery.pending_events)
+        if recovery.pending_events or recovery.moved_aside or recovery.quarantined:
             _log.warning(
                 "Recovered %d pending events from the spool (%d dead letters kept; %d quarantined; files moved "
                 "aside: %s).",
-                len(recovery.pending),
+                recovery.pending_events,
                 recovery.dead_letters,
                 recovery.quarantined,
                 ", ".join(f"`{path}`" for path in recovery.moved_aside) or "none",
@@ -256,7 +257,7 @@ class App:
 
     async def _collect_replayed(self) -> None:
         """Queue the dead letters an operator replays (`intercom-sidecar dlq replay`) while this sidecar runs."""
-        assert self.spool is not None
+        assert self.spool is not None and self._spooler is not None
         while True:
             await asyncio.sleep(_REPLAY_POLL_SECONDS)
             try:
@@ -264,28 +265,34 @@ class App:
                 if replayed:
                     _log.info("Replaying %d dead letters.", len(replayed))
                     self.metrics.events_accepted(len(replayed), source=SOURCE_REPLAYED)
-                    self._recover(replayed)
+                    self._spooler.adopt(replayed)
             except ShuttingDownError:
                 return
             except Exception:
                 _log.exception("Could not queue replayed dead letters.")
 
-    def _recover(self, pending: Sequence[SpooledEvent]) -> None:
-        """Queue events the spool holds (at start, or replayed), in acceptance order, mapped with today's settings."""
-        assert self.spool is not None and self._spooler is not None
-        for spooled in pending:
-            try:
-                event, carrier = event_from_bytes(spooled.payload, now=spooled.accepted_at, limits=self._limits)
-                plan = map_event(event, self.config.mapping)
-            except InvalidEventError as error:
-                plan = Skip(f"no longer valid under the current settings: {error}")
-            if isinstance(plan, Skip):
-                # Accepted earlier, so never dropped silently: an operator can read why, and replay it.
-                self.spool.dead_letter(spooled.seq, reason=plan.reason, status=None, code="not_sent", attempts=0)
-                self.metrics.event_dead_lettered()
-            else:
-                span, context = recovered_span(self._tracer, spooled.message_id, carrier)
-                self._spooler.recover(spooled, plan, functools.partial(end_recovered_span, span), context)
+    def _load(self, spooled: SpooledEvent) -> tuple[Plan, OutcomeCallback, Context] | None:
+        """Plan an event the spool hands back (a backlog, a restart, a replay) with today's settings, under a span
+        in its original trace; None when it is no longer valid, and so dead-lettered."""
+        assert self.spool is not None
+        try:
+            event, carrier = event_from_bytes(spooled.payload, now=spooled.accepted_at, limits=self._limits)
+            plan = map_event(event, self.config.mapping)
+        except InvalidEventError as error:
+            plan = Skip(f"no longer valid under the current settings: {error}")
+        if isinstance(plan, Skip):
+            # Accepted earlier, so never dropped silently: an operator can read why, and replay it.
+            self.spool.dead_letter(spooled.seq, reason=plan.reason, status=None, code="not_sent", attempts=0)
+            self.metrics.event_dead_lettered()
+            return None
+        span, context = recovered_span(self._tracer, spooled.message_id, carrier)
+        return plan, functools.partial(end_recovered_span, span), context
+
+    async def wait_idle(self) -> None:
+        """Until every event taken so far has an outcome (the backlog in the spool included)."""
+        assert self._spooler is not None and self.spool is not None, "App.start() has not run"
+        await self._spooler.wait_idle()
+        await self.spool.sync()  # and the spool has recorded it
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

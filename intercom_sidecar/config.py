@@ -101,6 +101,7 @@ class ServerConfig:
 @dataclass(frozen=True, slots=True)
 class QueueConfig:
     max_events: int = 10_000
+    """The delivery window: events held in memory for delivery; a backlog beyond it waits in the spool only."""
     workers: int = 16
     full_retry_after_seconds: float = 1.0
 
@@ -113,8 +114,10 @@ class SpoolConfig:
     kind: str = "sqlite"
     """`sqlite` (durable, the default) or `memory` (lost on a crash)."""
     directory: Path = field(default_factory=lambda: default_spool_directory(os.environ))
+    max_events: int = 1_000_000
+    """Pending events; with `max_bytes`, the spool's bound (a full spool answers RETRY_LATER)."""
     max_bytes: int = 256 * 1024 * 1024
-    """Payload bytes of pending events; with QueueConfig.max_events, the spool's bound."""
+    """Payload bytes of pending events."""
     dedupe_window_seconds: float = 24 * 3600.0
 
 
@@ -215,6 +218,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         spool=SpoolConfig(
             kind=reader.get("INTERCOM_SIDECAR_SPOOL", str, "sqlite", _one_of(SPOOL_KINDS)),
             directory=reader.get("INTERCOM_SIDECAR_SPOOL_DIR", Path, default_spool_directory(env), _any),
+            max_events=reader.get("INTERCOM_SIDECAR_SPOOL_MAX_EVENTS", int, 1_000_000, _positive),
             max_bytes=reader.get("INTERCOM_SIDECAR_SPOOL_MAX_BYTES", int, 256 * 1024 * 1024, _positive),
             dedupe_window_seconds=reader.get(
                 "INTERCOM_SIDECAR_DEDUPE_WINDOW_SECONDS", float, 24 * 3600.0, _not_negative

@@ -17,7 +17,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode, Tracer, set_span_in_context
 
 from intercom_sidecar.config import MappingConfig
-from intercom_sidecar.delivery.pipeline import Abandoned, Delivered, Outcome, Rejected
+from intercom_sidecar.delivery.pipeline import Abandoned, Deferred, Delivered, Outcome, Rejected
 from intercom_sidecar.delivery.spool import SpoolEntry, SpoolError
 from intercom_sidecar.delivery.spooler import Spooler
 from intercom_sidecar.errors import InvalidEventError, PausedError, QueueFullError, ShuttingDownError
@@ -140,11 +140,13 @@ class _Ack:
         elif not self._wait:
             self._resolve(AckInfo(self.message_id, AckStatus.ACCEPTED, self.trace_id))
 
-    def on_outcome(self, outcome: Outcome) -> None:
+    def on_outcome(self, outcome: Outcome | Deferred) -> None:
         if isinstance(outcome, Delivered):
             ack = self.finish(AckStatus.DELIVERED)
         elif isinstance(outcome, Rejected):
             ack = self.finish(AckStatus.REJECTED, outcome.error.reason)
+        elif isinstance(outcome, Deferred):  # durable or not, it is in the spool and will be delivered
+            ack = self.finish(AckStatus.ACCEPTED, outcome.reason)
         elif isinstance(outcome, Abandoned) and self._durable:
             ack = self.finish(AckStatus.ACCEPTED, "kept in the spool; delivery continues after the restart")
         else:

@@ -30,7 +30,7 @@ from intercom_sidecar.mapping.plan import Plan
 from intercom_sidecar.telemetry.metrics import Metrics
 from intercom_sidecar.telemetry.spans import ATTR_RETRY_ATTEMPT, SPAN_ATTEMPT, SPAN_QUEUED
 
-__all__ = ["Abandoned", "Delivered", "Outcome", "Pipeline", "Rejected", "Sender"]
+__all__ = ["Abandoned", "Deferred", "Delivered", "Outcome", "Pipeline", "Rejected", "Sender"]
 
 _log = logging.getLogger(__name__)
 
@@ -55,6 +55,14 @@ class Rejected:
 @dataclass(frozen=True, slots=True)
 class Abandoned:
     """Not delivered because the sidecar stopped first."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """Durable in the spool behind a backlog, not queued in memory: delivered once the backlog reaches it, under a
+    span of its own linked to the event's (given by the spooler, never by the pipeline)."""
 
     reason: str
 

@@ -133,10 +133,13 @@ class DeadLetterFilter:
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
-    """What `open()` found."""
+    """What `open()` found. Counts only: the pending events themselves are read in windows (`read_pending`), so
+    a backlog of millions never has to fit in memory at once."""
 
-    pending: tuple[SpooledEvent, ...]
-    """Every event not yet completed, dead-lettered or quarantined, in seq order."""
+    pending_events: int = 0
+    """Events not yet completed, dead-lettered or quarantined."""
+    pending_bytes: int = 0
+    """Their payload bytes."""
     quarantined: int = 0
     """Events in the quarantine table (moved there by `quarantine`), waiting for a human."""
     moved_aside: tuple[Path, ...] = ()
@@ -154,10 +157,11 @@ class Spool(Protocol):
     """Where accepted events live until they are delivered or dead letters. Used from one event loop.
 
     `append` returns only once its entries are durable (a group commit shared with concurrent callers).
-    `complete`, `record_attempt`, `dead_letter` and `quarantine` are plain methods: they update the bounds at
-    once and queue their change for the next group commit without waiting for it, so they can be called from a
-    synchronous `done` callback and cannot be lost to a forgotten `await`. A crash before that commit undoes
-    them: the event is recovered and delivered again (Intercom dedupes data events by created_at), never lost.
+    `complete`, `record_attempt`, `dead_letter` and `quarantine` are plain methods: they queue their change for
+    the next group commit without waiting for it (the bounds follow once it has committed; `sync` waits for
+    that), so they can be called from a synchronous `done` callback and cannot be lost to a forgotten `await`.
+    A crash before that commit undoes them: the event is recovered and delivered again (Intercom dedupes data
+    events by created_at), never lost.
     """
 
     async def open(self) -> Recovery:
@@ -170,6 +174,11 @@ class Spool(Protocol):
         All or nothing: raises QueueFullError when the batch would cross the events or bytes bound (so a batch
         larger than a bound is never taken), SpoolError when the write failed, ShuttingDownError after `close`.
         """
+        ...
+
+    async def read_pending(self, after_seq: int, limit: int) -> list[SpooledEvent]:
+        """Pending events with a seq above `after_seq`, in seq order, at most `limit`. Events handed out here are
+        never also handed out by `collect_replayed`."""
         ...
 
     def complete(self, seqs: Sequence[int]) -> None:
@@ -189,7 +198,11 @@ class Spool(Protocol):
         ...
 
     def depth(self) -> tuple[int, int]:
-        """Pending events and their payload bytes."""
+        """Pending events and their payload bytes (a delete counts once it has committed)."""
+        ...
+
+    async def sync(self) -> None:
+        """Wait until every change queued so far (`complete`, `dead_letter`, ...) has committed."""
         ...
 
     def room(self) -> tuple[int, int]:
@@ -225,24 +238,27 @@ class Spool(Protocol):
 
 
 class PendingLedger:
-    """The bounds, kept on the event loop: the size of each pending seq, plus appends not yet committed."""
+    """The bounds, kept on the event loop: pending events and their bytes, plus appends not yet committed.
+
+    Totals only, so memory stays flat whatever the backlog: the spool reports what each commit added (`add`) and
+    what each delete freed (`free`)."""
 
     def __init__(self, *, max_events: int, max_bytes: int, full_retry_after: float) -> None:
         self._max_events = max_events
         self._max_bytes = max_bytes
         self._full_retry_after = full_retry_after
-        self._sizes: dict[int, int] = {}
+        self._events = 0
         self._bytes = 0
         self._reserved_events = 0
         self._reserved_bytes = 0
 
     def depth(self) -> tuple[int, int]:
-        return len(self._sizes), self._bytes
+        return self._events, self._bytes
 
     def room(self) -> tuple[int, int]:
         """Events and bytes an append could still take now (appends waiting for their commit count as taken)."""
         return (
-            self._max_events - len(self._sizes) - self._reserved_events,
+            self._max_events - self._events - self._reserved_events,
             self._max_bytes - self._bytes - self._reserved_bytes,
         )
 
@@ -250,12 +266,9 @@ class PendingLedger:
         """Hold room for `entries` until `release`; returns their bytes. Raises QueueFullError, holding nothing."""
         events = len(entries)
         size = sum(len(entry.payload) for entry in entries)
-        if (
-            len(self._sizes) + self._reserved_events + events > self._max_events
-            or self._bytes + self._reserved_bytes + size > self._max_bytes
-        ):
-            taken_events = len(self._sizes) + self._reserved_events
-            taken_bytes = self._bytes + self._reserved_bytes
+        taken_events = self._events + self._reserved_events
+        taken_bytes = self._bytes + self._reserved_bytes
+        if taken_events + events > self._max_events or taken_bytes + size > self._max_bytes:
             raise QueueFullError(
                 f"the spool is full ({taken_events} of {self._max_events} events, "
                 f"{taken_bytes} of {self._max_bytes} bytes)",
@@ -269,20 +282,13 @@ class PendingLedger:
         self._reserved_events -= events
         self._reserved_bytes -= size
 
-    def add(self, seq: int, size: int) -> None:
-        self._sizes[seq] = size
+    def add(self, events: int, size: int) -> None:
+        self._events += events
         self._bytes += size
 
-    def remove(self, seq: int) -> bool:
-        """Forget `seq`; False if it was not pending."""
-        size = self._sizes.pop(seq, None)
-        if size is None:
-            return False
+    def free(self, events: int, size: int) -> None:
+        self._events -= events
         self._bytes -= size
-        return True
-
-    def __contains__(self, seq: object) -> bool:
-        return seq in self._sizes
 
 
 def _ascii_lower(text: str) -> str:

@@ -32,8 +32,10 @@ __all__ = [
     "insert_one",
     "lock_directory",
     "open_database",
+    "pending_size",
     "prune_dedupe",
     "quarantine",
+    "read_pending",
 ]
 
 _log = logging.getLogger("intercom_sidecar.delivery.spool_sqlite")
@@ -151,21 +153,41 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def recover_pending(conn: sqlite3.Connection, moved_aside: tuple[Path, ...]) -> Recovery:
-    """Every pending row in seq order. (STRICT tables and quick_check vouch for each row's types.)"""
+    """How much is pending (the events are read later, in windows). (STRICT tables and quick_check vouch for each
+    row's types.)"""
     conn.execute("BEGIN IMMEDIATE")
-    pending = conn.execute(
-        "SELECT seq, message_id, user_key, payload, trace_id, accepted_at, attempts FROM pending ORDER BY seq"
-    ).fetchall()
-    conn.execute("DELETE FROM replayed")  # recovery hands back every pending event anyway
+    events, size = conn.execute("SELECT count(*), coalesce(sum(length(payload)), 0) FROM pending").fetchone()
+    conn.execute("DELETE FROM replayed")  # every pending event is read from the spool anyway
     dead = dead_letters.count_dead_letters(conn)
     (quarantined,) = conn.execute("SELECT count(*) FROM quarantine").fetchone()
     conn.execute("COMMIT")
-    return Recovery(
-        tuple(SpooledEvent(*row) for row in pending),
-        quarantined=quarantined,
-        moved_aside=moved_aside,
-        dead_letters=dead,
-    )
+    return Recovery(events, size, quarantined=quarantined, moved_aside=moved_aside, dead_letters=dead)
+
+
+def read_pending(conn: sqlite3.Connection, after_seq: int, limit: int) -> list[SpooledEvent]:
+    """Pending rows above `after_seq` in seq order; they are no longer announced as replayed (read once)."""
+    rows = conn.execute(
+        "SELECT seq, message_id, user_key, payload, trace_id, accepted_at, attempts FROM pending"
+        " WHERE seq > ? ORDER BY seq LIMIT ?",
+        (after_seq, limit),
+    ).fetchall()
+    if rows:
+        conn.execute("DELETE FROM replayed WHERE seq > ? AND seq <= ?", (after_seq, rows[-1][0]))
+    return [SpooledEvent(*row) for row in rows]
+
+
+def pending_size(conn: sqlite3.Connection, seqs: Sequence[int]) -> tuple[int, int]:
+    """How many of `seqs` are pending, and their payload bytes."""
+    events = size = 0
+    for start in range(0, len(seqs), 500):
+        chunk = seqs[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        found, found_size = conn.execute(
+            f"SELECT count(*), coalesce(sum(length(payload)), 0) FROM pending WHERE seq IN ({marks})", chunk
+        ).fetchone()
+        events += found
+        size += found_size
+    return events, size
 
 
 def insert_new(conn: sqlite3.Connection, batch: Sequence[SpoolEntry], now: float) -> list[int | None] | None:

@@ -8,6 +8,7 @@ window (about 100 bytes each), so a long window at a high rate costs memory.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -62,7 +63,7 @@ class MemorySpool:
         if self._state != "new":
             raise SpoolError("the memory spool was already opened")
         self._state = "open"
-        return Recovery(())
+        return Recovery()
 
     async def append(self, entries: Sequence[SpoolEntry]) -> list[int | None]:
         self._check_open()
@@ -85,6 +86,12 @@ class MemorySpool:
             event = self._push(entry.message_id, entry.user_key, entry.payload, entry.trace_id, entry.accepted_at)
             seqs.append(event.seq)
         return seqs
+
+    async def read_pending(self, after_seq: int, limit: int) -> list[SpooledEvent]:
+        self._check_open()
+        # Seq order is insertion order; what lies below `after_seq` is the delivery window, so this stays short.
+        found = itertools.dropwhile(lambda pending: pending.event.seq <= after_seq, self._pending.values())
+        return [pending.event for pending in itertools.islice(found, limit)]
 
     def complete(self, seqs: Sequence[int]) -> None:
         self._check_open()
@@ -126,6 +133,10 @@ class MemorySpool:
 
     def depth(self) -> tuple[int, int]:
         return self._ledger.depth()
+
+    async def sync(self) -> None:
+        """Nothing to wait for: every change is made at once."""
+        self._check_open()
 
     def room(self) -> tuple[int, int]:
         return self._ledger.room()
@@ -170,12 +181,14 @@ class MemorySpool:
         self._last_seq += 1
         event = SpooledEvent(self._last_seq, message_id, user_key, payload, trace_id, accepted_at)
         self._pending[event.seq] = _Pending(event)
-        self._ledger.add(event.seq, len(payload))
+        self._ledger.add(1, len(payload))
         return event
 
     def _pop(self, seq: int) -> _Pending | None:
-        self._ledger.remove(seq)
-        return self._pending.pop(seq, None)
+        pending = self._pending.pop(seq, None)
+        if pending is not None:
+            self._ledger.free(1, len(pending.event.payload))
+        return pending
 
     def _check_open(self) -> None:
         if self._state == "closed":

@@ -100,10 +100,13 @@ class SqliteSpool:
             raise
         self._writer = writer
         recovery = recovered[0]
-        for event in recovery.pending:
-            self._ledger.add(event.seq, len(event.payload))
-        events, size = self._ledger.depth()
-        _log.info("Recovered %d pending events (%d bytes) from the spool in `%s`.", events, size, self._directory)
+        self._ledger.add(recovery.pending_events, recovery.pending_bytes)
+        _log.info(
+            "Recovered %d pending events (%d bytes) from the spool in `%s`.",
+            recovery.pending_events,
+            recovery.pending_bytes,
+            self._directory,
+        )
         return recovery
 
     async def append(self, entries: Sequence[SpoolEntry]) -> list[int | None]:
@@ -115,18 +118,24 @@ class SqliteSpool:
 
         def settle(seqs: list[int | None] | None) -> None:
             self._ledger.release(len(batch), size)
-            for seq, entry in zip(seqs or (), batch, strict=False):
-                if seq is not None:
-                    self._ledger.add(seq, len(entry.payload))
+            stored = [entry for seq, entry in zip(seqs or (), batch, strict=False) if seq is not None]
+            self._ledger.add(len(stored), sum(len(entry.payload) for entry in stored))
 
         result: list[int | None] = await writer.call(lambda conn, now: self._insert(conn, batch, now), settle)
         return result
 
+    async def read_pending(self, after_seq: int, limit: int) -> list[SpooledEvent]:
+        events: list[SpooledEvent] = await self._open_writer().call(
+            lambda conn, now: spool_files.read_pending(conn, after_seq, limit)
+        )
+        return events
+
     def complete(self, seqs: Sequence[int]) -> None:
-        writer = self._open_writer()
-        done = [seq for seq in seqs if self._ledger.remove(seq)]
+        done = tuple(seqs)
         if done:
-            writer.post(lambda conn, now: conn.executemany("DELETE FROM pending WHERE seq = ?", [(s,) for s in done]))
+            self._freeing(
+                done, lambda conn, now: conn.executemany("DELETE FROM pending WHERE seq = ?", [(s,) for s in done])
+            )
 
     def record_attempt(self, seq: int, outcome: str) -> None:
         writer = self._open_writer()
@@ -140,23 +149,37 @@ class SqliteSpool:
         )
 
     def dead_letter(self, seq: int, *, reason: str, status: int | None, code: str, attempts: int) -> None:
-        writer = self._open_writer()
-        self._ledger.remove(seq)
         at = self._clock()
-        writer.post(
+        self._freeing(
+            (seq,),
             lambda conn, now: dead_letters.move_to_dead_letters(
                 conn, seq, reason=reason, status=status, code=code, attempts=attempts, now=at
-            )
+            ),
         )
 
     def quarantine(self, seq: int, reason: str) -> None:
-        writer = self._open_writer()
-        self._ledger.remove(seq)
         at = self._clock()
-        writer.post(lambda conn, now: spool_files.quarantine(conn, seq, reason, at))
+        self._freeing((seq,), lambda conn, now: spool_files.quarantine(conn, seq, reason, at))
+
+    def _freeing(self, seqs: tuple[int, ...], change: Callable[[sqlite3.Connection, float], object]) -> None:
+        """Queue `change`, which takes `seqs` out of pending; once committed, the bounds free what it took."""
+
+        def apply(conn: sqlite3.Connection, now: float) -> tuple[int, int]:
+            freed = spool_files.pending_size(conn, seqs)
+            change(conn, now)
+            return freed
+
+        def settle(freed: tuple[int, int] | None) -> None:  # None: the group failed, so nothing was taken out
+            if freed is not None:
+                self._ledger.free(*freed)
+
+        self._open_writer().post(apply, settle)
 
     def depth(self) -> tuple[int, int]:
         return self._ledger.depth()
+
+    async def sync(self) -> None:
+        await self._open_writer().call(lambda conn, now: None)  # the writer settles in order: all before it too
 
     def room(self) -> tuple[int, int]:
         return self._ledger.room()
@@ -200,8 +223,8 @@ class SqliteSpool:
         return events
 
     def _adopt(self, events: list[SpooledEvent] | None) -> None:
-        for event in events or ():
-            self._ledger.add(event.seq, len(event.payload))
+        if events:
+            self._ledger.add(len(events), sum(len(event.payload) for event in events))
 
     def _open_writer(self) -> Writer:
         if self._closed:

@@ -63,9 +63,9 @@ class Writer:
         await asyncio.wrap_future(started)
         self._thread = thread
 
-    def post(self, apply: Apply) -> None:
-        """Queue a change for the next group; nobody waits for its commit."""
-        self._inbox.put(Op(apply))
+    def post(self, apply: Apply, settle: Settle | None = None) -> None:
+        """Queue a change for the next group; nobody waits for its commit (`settle` still runs after it)."""
+        self._inbox.put(Op(apply, settle))
 
     async def call(self, apply: Apply, settle: Settle | None = None) -> Any:
         """Queue `apply` for the next group; its result once the group has committed. Raises SpoolError."""

@@ -1,27 +1,37 @@
 """The spooler: an accepted event goes to the spool first, then into the pipeline; its outcome settles the spool.
 
-    accept() ─▶ batch of this loop turn ─▶ spool.append (one group commit) ─▶ seq ─▶ pipeline.submit
-                                                                             └▶ None: a duplicate
+    accept() ─▶ batch of this loop turn ─▶ spool.append (one group commit) ─┬▶ seq ─▶ pipeline.submit (window)
+                                                                            ├▶ seq ─▶ stays in the spool (backlog)
+                                                                            └▶ None: a duplicate
+    backlog ─▶ spool.read_pending, in seq order, as the window empties ─▶ load() ─▶ pipeline.submit
     outcome: Delivered ─▶ spool.complete   Rejected ─▶ spool.dead_letter   Abandoned ─▶ stays pending (next start)
 
 One append is in flight at a time; events accepted meanwhile wait and go together in the next one. At low load an
 event is appended at once; under load the batches grow with the commit time, so durability costs one group commit
 per batch, not one per event (a stream delivers its events one loop turn apart, so batching by turn is not enough).
-Seqs come back in acceptance order and are submitted in that order, which keeps per-user FIFO. On start,
-`recover` feeds what the spool still holds back into the pipeline.
+
+The delivery window: at most `window` events are in memory (planned, queued, being delivered or waiting on a
+retry); the spool holds the rest, within bounds of its own that can be far larger. So memory stays flat whatever
+the backlog (an outage of hours, a restart on a full spool): once the window is full, newly accepted events stay
+in the spool only (their ack says so), and the backlog is read back in seq order as the window empties, from
+half empty on. Per-user FIFO holds across the two: the window always holds the oldest pending events, and while
+there is a backlog every new event goes behind it.
+
+Events the spool hands back (after a restart, replayed dead letters) are planned anew by `load`, which the app
+provides (it knows the settings and the tracer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from opentelemetry.context import Context
 
 from intercom_sidecar.config import Config
-from intercom_sidecar.delivery.pipeline import Abandoned, Delivered, Outcome, Pipeline, Rejected
+from intercom_sidecar.delivery.pipeline import Abandoned, Deferred, Delivered, Outcome, Pipeline, Rejected
 from intercom_sidecar.delivery.spool import Spool, SpooledEvent, SpoolEntry, SpoolError
 from intercom_sidecar.delivery.spool_memory import MemorySpool
 from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
@@ -29,11 +39,19 @@ from intercom_sidecar.errors import PausedError, QueueFullError, ShuttingDownErr
 from intercom_sidecar.mapping.plan import Plan
 from intercom_sidecar.telemetry.metrics import Metrics
 
-__all__ = ["Spooler", "make_spool"]
+__all__ = ["Load", "OutcomeCallback", "Spooler", "make_spool"]
 
 _log = logging.getLogger(__name__)
 
-OutcomeCallback = Callable[[Outcome], None]
+OutcomeCallback = Callable[[Outcome | Deferred], None]
+Load = Callable[[SpooledEvent], "tuple[Plan, OutcomeCallback | None, Context | None] | None"]
+"""A spooled event -> its plan, what to call with its outcome, and its trace context; None when it was settled
+instead (no longer valid, say, and so dead-lettered)."""
+
+_READ_CHUNK = 1000
+"""Most events one `read_pending` takes: each read is one short transaction between group commits."""
+_READ_RETRY_SECONDS = 1.0
+_DEFERRED = "stored in the spool behind a backlog; delivered when the backlog reaches it"
 
 
 @dataclass(slots=True)
@@ -46,16 +64,41 @@ class _Accepting:
 
 
 class Spooler:
-    def __init__(self, spool: Spool, pipeline: Pipeline, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        pipeline: Pipeline,
+        metrics: Metrics | None = None,
+        *,
+        window: int = 10_000,
+        load: Load | None = None,
+    ) -> None:
         self._spool = spool
         self._pipeline = pipeline
         self._metrics = metrics or Metrics()
+        self._window = window
+        self._load = load
         self._pending_since: dict[int, float] = {}
-        """When each queued seq was accepted, oldest first (dicts keep insertion order)."""
+        """When each seq in the window was accepted, oldest first (dicts keep insertion order)."""
+        self._loaded_through = 0
+        """The highest seq that went into the window: the backlog is what the spool holds above it."""
+        self._backlog = False
+        self._reading: asyncio.Task[None] | None = None
         self._batch: list[_Accepting] = []
         self._writing: asyncio.Task[None] | None = None
         self._flush_scheduled = False
         self._closed = False
+
+    @property
+    def backlog(self) -> bool:
+        """True while the spool holds pending events that are not in the window yet."""
+        return self._backlog
+
+    def start(self, pending: int) -> None:
+        """Deliver the `pending` events the spool recovered (read in windows, oldest first)."""
+        if pending:
+            self._backlog = True
+            self._read_soon()
 
     def accept(
         self,
@@ -65,7 +108,9 @@ class Spooler:
         trace: Context | None = None,
     ) -> asyncio.Future[int | None]:
         """Spool `entry` and queue `plan` for delivery. The future gives the seq once the write is durable, or None
-        for a duplicate; it fails with QueueFullError (spool full), SpoolError or ShuttingDownError."""
+        for a duplicate; it fails with QueueFullError (spool full), SpoolError or ShuttingDownError. An event that
+        goes behind a backlog hears `Deferred` (before the future resolves) and no outcome after that: it is
+        delivered later under a span of its own."""
         if self._closed:
             raise ShuttingDownError()
         if self._pipeline.pause_reason is not None:
@@ -78,33 +123,44 @@ class Spooler:
             loop.call_soon(self._flush)
         return accepting.appended
 
-    def recover(
-        self,
-        event: SpooledEvent,
-        plan: Plan,
-        on_outcome: OutcomeCallback | None = None,
-        trace: Context | None = None,
-    ) -> None:
-        """Queue an event the spool held from before (a restart, or a replayed dead letter)."""
-        self._pending_since[event.seq] = event.accepted_at
-        # Already stored: the spool's own bounds were applied when it was accepted, so it is never refused here.
-        self._pipeline.submit(
-            event.user_key,
-            plan,
-            self._settler(event.seq, event.accepted_at, on_outcome),
-            self._recorder(event.seq),
-            bounded=False,
-            trace=trace,
-        )
+    def adopt(self, events: Sequence[SpooledEvent]) -> None:
+        """Queue events the spool put back into pending (replayed dead letters). Those above a backlog are read
+        with it, in order; the others go into the window now."""
+        for event in events:
+            if not (self._backlog and event.seq > self._loaded_through):
+                self._queue_loaded(event)
 
     async def close(self) -> None:
         """Take no more events; wait for the appends under way (their events are durable, so they are queued)."""
         self._closed = True
+        if self._reading is not None:
+            self._reading.cancel()
         while self._writing is not None or self._batch:
             if self._writing is None:
                 self._flush()
             if self._writing is not None:
                 await asyncio.gather(self._writing, return_exceptions=True)
+
+    async def wait_idle(self) -> None:
+        """Until nothing is left to deliver: no backlog, no read under way, and the pipeline idle."""
+        while True:
+            await self._pipeline.wait_idle()
+            if self._reading is not None:
+                await asyncio.wait([self._reading])
+            elif self._backlog and not self._closed:
+                self._read_soon()
+                if self._reading is None:  # cannot read now (closing); nothing more will come
+                    return
+            else:
+                return
+
+    def oldest_age(self, now: float) -> float:
+        """Seconds the oldest pending event has waited since it was accepted (0 when none). The window always
+        holds the oldest pending events, so looking there is enough."""
+        oldest = next(iter(self._pending_since.values()), None)
+        return 0.0 if oldest is None else max(0.0, now - oldest)
+
+    # Appending ----------------------------------------------------------------------------------------------
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -144,22 +200,81 @@ class Spooler:
         for accepting, seq in zip(batch, seqs, strict=True):
             if seq is not None:
                 self._metrics.events_accepted()
-                self._pending_since[seq] = accepting.entry.accepted_at
-                self._queue(accepting, seq)
+                if not self._backlog and self._pipeline.depth < self._window:
+                    self._queue(seq, accepting.entry, accepting.plan, accepting.on_outcome, accepting.trace)
+                else:  # behind a backlog (or starting one): it waits in the spool, and its plan is dropped
+                    self._backlog = True
+                    if accepting.on_outcome is not None:
+                        accepting.on_outcome(Deferred(_DEFERRED))
             accepting.appended.set_result(seq)
+        self._read_soon()
 
-    def _queue(self, accepting: _Accepting, seq: int) -> None:
+    # The window and the backlog ---------------------------------------------------------------------------
+
+    def _queue(
+        self,
+        seq: int,
+        event: SpoolEntry | SpooledEvent,
+        plan: Plan,
+        on_outcome: OutcomeCallback | None,
+        trace: Context | None,
+    ) -> None:
+        self._loaded_through = max(self._loaded_through, seq)
         try:
             self._pipeline.submit(
-                accepting.entry.user_key,
-                accepting.plan,
-                self._settler(seq, accepting.entry.accepted_at, accepting.on_outcome),
+                event.user_key,
+                plan,
+                self._settler(seq, event.accepted_at, on_outcome),
                 self._recorder(seq),
-                trace=accepting.trace,
+                bounded=False,  # the window is kept here
+                trace=trace,
             )
         except ShuttingDownError:
             # Durable already: it stays pending in the spool and is delivered after the restart.
-            _log.debug("Event `%s` stays in the spool for the next start.", accepting.entry.message_id)
+            _log.debug("Event `%s` stays in the spool for the next start.", event.message_id)
+            return
+        self._pending_since[seq] = event.accepted_at
+
+    def _queue_loaded(self, event: SpooledEvent) -> None:
+        """Queue an event the spool handed back, planned anew by `load`."""
+        assert self._load is not None, "Spooler(load=...) is needed to deliver events read back from the spool"
+        loaded = self._load(event)
+        if loaded is None:
+            self._loaded_through = max(self._loaded_through, event.seq)
+        else:
+            self._queue(event.seq, event, *loaded)
+
+    def _read_soon(self) -> None:
+        """Start reading the backlog once the window is half empty (unless a read is under way)."""
+        if self._backlog and self._reading is None and not self._closed and self._pipeline.depth <= self._window // 2:
+            self._reading = asyncio.get_running_loop().create_task(self._read_backlog(), name="read-backlog")
+            self._reading.add_done_callback(self._read_done)
+
+    async def _read_backlog(self) -> None:
+        while self._backlog and not self._closed and self._pipeline.depth < self._window:
+            limit = min(self._window - self._pipeline.depth, _READ_CHUNK)
+            events = await self._spool.read_pending(self._loaded_through, limit)
+            for event in events:
+                if event.seq > self._loaded_through:
+                    self._queue_loaded(event)
+            if len(events) < limit:
+                # All read. Appends that commit from here on settle after this read did (the writer settles in
+                # commit order), so they see no backlog and queue their events themselves.
+                self._backlog = False
+
+    def _read_done(self, task: asyncio.Task[None]) -> None:
+        self._reading = None
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            if not isinstance(error, ShuttingDownError):  # the events stay in the spool: try again in a while
+                _log.error("Could not read the backlog from the spool: %s", error)
+                asyncio.get_running_loop().call_later(_READ_RETRY_SECONDS, self._read_soon)
+            return
+        self._read_soon()  # outcomes that came while this read ran could not start the next one
+
+    # Outcomes ---------------------------------------------------------------------------------------------
 
     def _recorder(self, seq: int) -> Callable[[str], None]:
         def record(reason: str) -> None:
@@ -167,12 +282,7 @@ class Spooler:
 
         return record
 
-    def oldest_age(self, now: float) -> float:
-        """Seconds the oldest event still queued here has waited since it was accepted (0 when none)."""
-        oldest = next(iter(self._pending_since.values()), None)
-        return 0.0 if oldest is None else max(0.0, now - oldest)
-
-    def _settler(self, seq: int, accepted_at: float, then: OutcomeCallback | None) -> OutcomeCallback:
+    def _settler(self, seq: int, accepted_at: float, then: OutcomeCallback | None) -> Callable[[Outcome], None]:
         def settle(outcome: Outcome) -> None:
             try:
                 self._pending_since.pop(seq, None)
@@ -190,6 +300,8 @@ class Spooler:
             finally:
                 if then is not None:  # the caller's ack does not depend on the bookkeeping
                     then(outcome)
+                if not self._closed:
+                    self._read_soon()
 
         return settle
 
@@ -215,14 +327,14 @@ def make_spool(config: Config) -> Spool:
     """The spool the configuration asks for: `sqlite` (durable) or `memory`."""
     if config.spool.kind == "memory":
         return MemorySpool(
-            max_events=config.queue.max_events,
+            max_events=config.spool.max_events,
             max_bytes=config.spool.max_bytes,
             dedupe_window_seconds=config.spool.dedupe_window_seconds,
             full_retry_after_seconds=config.queue.full_retry_after_seconds,
         )
     return SqliteSpool(
         config.spool.directory,
-        max_events=config.queue.max_events,
+        max_events=config.spool.max_events,
         max_bytes=config.spool.max_bytes,
         dedupe_window_seconds=config.spool.dedupe_window_seconds,
         full_retry_after_seconds=config.queue.full_retry_after_seconds,

@@ -44,7 +44,7 @@ async def test_a_repeated_message_id_is_a_duplicate_across_calls(sidecar: Sideca
     first = await send(sidecar, track("m1"), track("m1"))
     again = await send(sidecar, track("m1"))
     assert [ack.status for ack in [*first, *again]] == [Ack.STATUS_ACCEPTED, Ack.STATUS_DUPLICATE, Ack.STATUS_DUPLICATE]
-    await sidecar.app.pipeline.wait_idle()
+    await sidecar.app.wait_idle()
     assert len(fake_intercom.state.events) == 1
 
 
@@ -61,7 +61,7 @@ async def test_events_left_at_stop_are_delivered_once_after_a_restart(
 
     fake_intercom.faults.clear()  # Intercom is back
     second = await start_sidecar(server=quick_stop, spool=first.app.config.spool)
-    await second.app.pipeline.wait_idle()
+    await second.app.wait_idle()
     delivered = sorted((event.metadata["n"], event.created_at) for event in fake_intercom.state.events)
     assert delivered == [(n, T0 + n) for n in range(20)], "each once, with its original created_at"
     per_user = {}
@@ -85,7 +85,7 @@ async def test_a_backlog_larger_than_the_queue_bound_is_recovered_whole(
 
     smaller = QueueConfig(max_events=5, workers=4)  # the bound was lowered while 20 events waited
     second = await start_sidecar(server=quick_stop, spool=first.app.config.spool, queue=smaller)
-    await second.app.pipeline.wait_idle()
+    await second.app.wait_idle()
     assert len(fake_intercom.state.events) == 20
 
 
@@ -133,7 +133,7 @@ async def test_dlq_lists_and_replays_into_the_running_sidecar(
             break
         await asyncio.sleep(0.01)
     assert [event.metadata["n"] for event in fake_intercom.state.events] == [2]
-    await sidecar.app.pipeline.wait_idle()
+    await sidecar.app.wait_idle()
 
     assert await dlq("--spool-dir", spool_dir, "purge") == 2, "purge without a filter is refused"
     assert await dlq("--spool-dir", spool_dir, "purge", "--all") == 0
@@ -154,7 +154,7 @@ async def test_per_user_order_holds_under_random_transient_failures(
     events = [track(f"m{n}", user_id=f"user-{n % 10}", n=n) for n in range(150)]
     acks = await send(sidecar, *events)
     assert {ack.status for ack in acks} == {Ack.STATUS_ACCEPTED}
-    await sidecar.app.pipeline.wait_idle()
+    await sidecar.app.wait_idle()
     fake_intercom.faults.error_rate = 0.0
 
     assert sorted(event.metadata["n"] for event in fake_intercom.state.events) == list(range(150))
@@ -164,3 +164,35 @@ async def test_per_user_order_holds_under_random_transient_failures(
             per_user.setdefault(entry.body["user_id"], []).append(entry.body["metadata"]["n"])
     assert all(numbers == sorted(numbers) for numbers in per_user.values()), per_user
     assert sum(1 for entry in fake_intercom.ledger if entry.status == 503) > 10, "failures did happen"
+
+
+async def test_a_backlog_beyond_the_window_waits_in_the_spool_and_keeps_per_user_order(
+    start_sidecar: SidecarFactory, fake_intercom: FakeIntercom
+) -> None:
+    fake_intercom.faults.script("POST", "/events", status=503, times=40)  # a short outage: retries pile up
+    sidecar = await start_sidecar(queue=QueueConfig(max_events=5, workers=4))
+    events = [track(f"m{n}", user_id=f"user-{n % 3}", n=n) for n in range(30)]
+
+    acks = await send(sidecar, *events[:5]) + await send(sidecar, *events[5:], delivered=True)
+
+    assert {ack.status for ack in acks} == {Ack.STATUS_ACCEPTED}
+    # Callers asking for the final outcome cannot hold the sidecar to it while a backlog waits on disk.
+    assert {ack.reason for ack in acks[5:]} == {
+        "stored in the spool behind a backlog; delivered when the backlog reaches it"
+    }
+    await sidecar.app.wait_idle()
+    assert sidecar.app.spool is not None and sidecar.app.spool.depth() == (0, 0)
+    delivered = sorted((event.metadata["n"], event.created_at) for event in fake_intercom.state.events)
+    assert delivered == [(n, T0 + n) for n in range(30)], "each once, with its original created_at"
+    per_user: dict[str, list[int]] = {}
+    for entry in fake_intercom.ledger:
+        if entry.path == "/events" and entry.status == 202:
+            per_user.setdefault(entry.body["user_id"], []).append(entry.body["metadata"]["n"])
+    assert all(numbers == sorted(numbers) for numbers in per_user.values()), f"per-user order: {per_user}"
+    # A deferred event's delivery is traced under its own span, in the event's trace.
+    spans = sidecar.spans.get_finished_spans()
+    event_span = next(
+        s for s in spans if s.name == "intercom_sidecar.event" and s.attributes["segment.message_id"] == "m29"
+    )
+    later = [s for s in spans if s.context.trace_id == event_span.context.trace_id and s is not event_span]
+    assert any(s.parent is not None and s.parent.span_id == event_span.context.span_id for s in later)

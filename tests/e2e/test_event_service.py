@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2, service_pb2_grpc
-from intercom_sidecar.config import QueueConfig, RetryConfig, ServerConfig
+from intercom_sidecar.config import QueueConfig, RetryConfig, ServerConfig, SpoolConfig
 from intercom_sidecar.fake import FakeIntercom
 from tests.e2e.conftest import Sidecar, SidecarFactory
 
@@ -68,7 +69,7 @@ async def test_identify_then_track_reach_intercom(sidecar: Sidecar, fake_interco
         "m2": Ack.STATUS_ACCEPTED,
     }
     assert all(TRACE_ID.match(ack.trace_id) for ack in acks.values())
-    await sidecar.app.pipeline.wait_idle()
+    await sidecar.app.wait_idle()
 
     contact = fake_intercom.state.contact_by_external_id("u1")
     assert contact is not None
@@ -80,10 +81,10 @@ async def test_identify_then_track_reach_intercom(sidecar: Sidecar, fake_interco
 
 async def test_second_identify_is_a_single_update(sidecar: Sidecar, fake_intercom: FakeIntercom) -> None:
     await stream(sidecar, [identify("m1", email="ada@example.com")])
-    await sidecar.app.pipeline.wait_idle()
+    await sidecar.app.wait_idle()
     before = len(fake_intercom.ledger)
     await stream(sidecar, [identify("m2", name="Ada")])
-    await sidecar.app.pipeline.wait_idle()
+    await sidecar.app.wait_idle()
     calls = [(entry.method, entry.path) for entry in fake_intercom.ledger[before:]]
     contact = fake_intercom.state.contact_by_external_id("u1")
     assert contact is not None
@@ -128,7 +129,7 @@ async def test_each_bad_event_is_invalid_and_names_the_field_while_good_ones_go_
     for name, _, expected in INVALID_CASES:
         assert any(reason.startswith(expected) for reason in reasons), f"{name}: no ack says {expected!r}: {reasons}"
     assert [ack.status for ack in good] == [Ack.STATUS_ACCEPTED] * (len(INVALID_CASES) + 1)
-    await sidecar.app.pipeline.wait_idle()
+    await sidecar.app.wait_idle()
     delivered = {event.event_name for event in fake_intercom.state.events}
     assert delivered == {f"Step {number}" for number in range(len(INVALID_CASES))}
 
@@ -138,15 +139,18 @@ async def _iterate(events: list[event_pb2.Event]) -> AsyncIterator[event_pb2.Eve
         yield event
 
 
-async def test_full_queue_answers_retry_later(start_sidecar: SidecarFactory) -> None:
-    sidecar = await start_sidecar(queue=QueueConfig(max_events=2, workers=1, full_retry_after_seconds=2.5))
+async def test_full_queue_answers_retry_later(start_sidecar: SidecarFactory, tmp_path: Path) -> None:
+    sidecar = await start_sidecar(
+        queue=QueueConfig(max_events=2, workers=1, full_retry_after_seconds=2.5),
+        spool=SpoolConfig(kind="sqlite", directory=tmp_path / "spool", max_events=2),
+    )
     request = service_pb2.SendRequest(events=[identify(f"m{n}", user_id=f"user-{n}") for n in range(3)])
     response = await sidecar.stub.Send(request, timeout=30)
     assert [ack.status for ack in response.acks] == [Ack.STATUS_ACCEPTED, Ack.STATUS_ACCEPTED, Ack.STATUS_RETRY_LATER]
     full = response.acks[2]
     assert full.reason.startswith("the spool is full (2 of 2 events, ")
     assert full.retry_after.ToTimedelta().total_seconds() == 2.5
-    await sidecar.app.pipeline.wait_idle()
+    await sidecar.app.wait_idle()
     again = await sidecar.stub.Send(service_pb2.SendRequest(events=[request.events[2]]), timeout=30)
     assert again.acks[0].status == Ack.STATUS_ACCEPTED
 
@@ -211,7 +215,7 @@ async def test_ack_trace_id_is_the_event_span_and_continues_the_callers_trace(si
     metadata = (("traceparent", f"00-{caller_trace}-00f067aa0ba902b7-01"),)
     response = await sidecar.stub.Send(service_pb2.SendRequest(events=[track("m1")]), metadata=metadata, timeout=30)
     assert response.acks[0].trace_id == caller_trace
-    await sidecar.app.pipeline.wait_idle()
+    await sidecar.app.wait_idle()
     spans = [span for span in sidecar.spans.get_finished_spans() if span.name == "intercom_sidecar.event"]
     assert len(spans) == 1
     assert format(spans[0].context.trace_id, "032x") == caller_trace

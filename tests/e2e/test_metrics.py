@@ -39,7 +39,7 @@ async def test_scrape_counts_events_and_the_invariant_holds(
         event_pb2.Event(message_id="m4", track=event_pb2.Track(event="No user")),
     ]
     await sidecar.stub.Send(service_pb2.SendRequest(events=events), timeout=30)
-    await sidecar.app.pipeline.wait_idle()
+    await sidecar.app.wait_idle()
 
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sidecar.app.metrics_port}") as client:
         response = await client.get("/metrics")

@@ -68,7 +68,7 @@ async def test_three_replicas_share_one_budget(small_budget: FakeIntercom, tmp_p
             events = [identify(f"r{n}-m{i}", f"r{n}-user-{i}") for i in range(40)]
             response = await replica.stub.Send(service_pb2.SendRequest(events=events), timeout=30)
             assert {ack.status for ack in response.acks} == {Ack.STATUS_ACCEPTED}
-        await asyncio.gather(*(replica.app.pipeline.wait_idle() for replica in replicas))
+        await asyncio.gather(*(replica.app.wait_idle() for replica in replicas))
     finally:
         for replica in replicas:
             await replica.close()

@@ -94,7 +94,7 @@ async def test_a_delivery_after_a_restart_joins_the_original_trace(
 
     fake_intercom.faults.clear()
     second = await start_sidecar(server=quick_stop, spool=first.app.config.spool)
-    await second.app.pipeline.wait_idle()
+    await second.app.wait_idle()
     [recovered] = [
         span for span in second.spans.get_finished_spans() if span.name == "intercom_sidecar.event.recovered"
     ]

@@ -31,6 +31,11 @@ def spooled(seq: int, message_id: str, user_key: str = "u1", size: int = 10, att
     return SpooledEvent(seq, e.message_id, e.user_key, e.payload, e.trace_id, e.accepted_at, attempts)
 
 
+async def committed(spool: Spool) -> None:
+    """Wait until the changes queued so far have committed: the bounds free the room of deleted events then."""
+    await spool.sync()
+
+
 def make(kind: str, directory: Path, **settings: Any) -> Spool:
     """A spool of `kind` with generous bounds unless `settings` says otherwise."""
     settings = {"max_events": 1000, "max_bytes": 1_000_000, **settings}
@@ -74,6 +79,7 @@ async def test_a_repeated_message_id_is_a_duplicate(make_spool: MakeSpool) -> No
     assert await spool.append([entry("m1")]) == [None]  # still pending
     assert await spool.append([entry("m2"), entry("m2"), entry("m3")]) == [2, None, 3]  # repeated in one batch
     spool.complete([1])
+    await committed(spool)
     assert await spool.append([entry("m1")]) == [None]  # delivered, but within the window
     assert spool.depth() == (2, 20)
 
@@ -111,6 +117,7 @@ async def test_the_events_bound_refuses_a_whole_batch_until_room_is_made(make_sp
     with pytest.raises(QueueFullError):
         await spool.append([entry("m4")])
     spool.complete([1])
+    await committed(spool)
     assert await spool.append([entry("m4")]) == [4]
 
 
@@ -124,6 +131,7 @@ async def test_the_bytes_bound_counts_payload_bytes(make_spool: MakeSpool) -> No
     assert await spool.append([entry("m3", size=20)]) == [3]
     assert spool.depth() == (3, 100)
     spool.dead_letter(1, reason="gone", status=404, code="not_found", attempts=1)
+    await committed(spool)
     assert spool.depth() == (2, 60)
     assert await spool.append([entry("m4", size=40)]) == [4]
 
@@ -151,6 +159,7 @@ async def test_complete_forgets_events_and_ignores_unknown_seqs(make_spool: Make
 
     spool.complete([1, 3, 99])
     spool.complete([1])
+    await committed(spool)
 
     assert spool.depth() == (1, 10)
 
@@ -166,6 +175,7 @@ async def test_a_dead_letter_keeps_the_event_its_reason_and_every_attempt(
     clock.advance(1.0)
 
     spool.dead_letter(1, reason="retries exhausted after 3 attempts", status=503, code="busy", attempts=3)
+    await committed(spool)
 
     assert spool.depth() == (0, 0)
     [letter] = await spool.list_dead_letters()
@@ -190,6 +200,7 @@ async def test_a_transport_failure_dead_letter_has_no_status(make_spool: MakeSpo
 
     spool.dead_letter(1, reason="connect error", status=None, code="connect", attempts=1)
     spool.dead_letter(1, reason="twice", status=None, code="x", attempts=1)  # no longer pending: ignored
+    await committed(spool)
 
     [letter] = await spool.list_dead_letters()
     assert (letter.status, letter.code, letter.outcomes) == (None, "connect", ())
@@ -202,6 +213,7 @@ async def _bury(spool: Spool, clock: FakeClock) -> None:
     await spool.append([entry(f"m{n}", user) for n, (user, _) in enumerate(kinds, 1)])
     for seq, (_, reason) in enumerate(kinds, 1):
         spool.dead_letter(seq, reason=reason, status=None, code="", attempts=1)
+        await committed(spool)
         clock.advance(10.0)
 
 
@@ -245,6 +257,7 @@ async def test_replay_puts_dead_letters_back_after_every_pending_event(make_spoo
     await spool.append([entry("m1"), entry("m2"), entry("m3")])
     spool.record_attempt(2, "timeout")
     spool.dead_letter(2, reason="retries exhausted", status=None, code="timeout", attempts=5)
+    await committed(spool)
     await spool.append([entry("m4")])
 
     replayed = await spool.replay([2, 77])
@@ -261,6 +274,7 @@ async def test_quarantine_takes_an_event_out_of_pending(make_spool: MakeSpool) -
     await spool.append([entry("m1"), entry("m2")])
 
     spool.quarantine(1, "payload does not decode")
+    await committed(spool)
 
     assert spool.depth() == (1, 10)
     assert await spool.list_dead_letters() == []
@@ -276,6 +290,7 @@ async def test_after_close_every_call_says_shutting_down(make_spool: MakeSpool) 
         await spool.append([entry("m2")])
     with pytest.raises(ShuttingDownError):
         spool.complete([1])
+        await committed(spool)
     with pytest.raises(ShuttingDownError):
         await spool.list_dead_letters()
 
