@@ -113,7 +113,9 @@ def write(path: Path, text: str) -> None:
     os.replace(path.with_suffix(".new"), path)
 
 
-async def test_a_rotated_token_file_is_used_from_the_next_call(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_rotated_token_file_is_used_from_the_next_call(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "grpc-token"
     write(path, f"{TOKEN}\n")
     tokens = TokenSource(Secret(TOKEN), path)

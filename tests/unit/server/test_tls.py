@@ -32,7 +32,9 @@ def install(issued: Issued, ca: CertificateAuthority, directory: Path) -> TlsCon
     return TlsConfig(directory / "tls.crt", directory / "tls.key", client_ca_file=directory / "ca.crt")
 
 
-def test_good_files_load_and_nothing_changes_until_they_do(pki: tuple[CertificateAuthority, ...], tmp_path: Path) -> None:
+def test_good_files_load_and_nothing_changes_until_they_do(
+    pki: tuple[CertificateAuthority, ...], tmp_path: Path
+) -> None:
     ca = pki[0]
     config = install(ca.issue("server"), ca, tmp_path)
     credentials, files = server_credentials(config)

@@ -35,7 +35,8 @@ def test_defaults_are_loopback_plain_text_with_reflection_and_no_token() -> None
 
 
 @pytest.mark.parametrize(
-    "listen", ["0.0.0.0:50051", "[::]:50051", "10.1.2.3:50051", "[fd00::1]:50051", "sidecar.shop:50051", "127.example.com:1"]
+    "listen",
+    ["0.0.0.0:50051", "[::]:50051", "10.1.2.3:50051", "[fd00::1]:50051", "sidecar.shop:50051", "127.example.com:1"],
 )
 def test_plain_text_beyond_loopback_is_refused(listen: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -45,7 +46,8 @@ def test_plain_text_beyond_loopback_is_refused(listen: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "listen", ["127.0.0.1:50051", "127.9.9.9:1", "[::1]:50051", "localhost:50051", "unix:/run/s/grpc.sock", "unix:g.sock"]
+    "listen",
+    ["127.0.0.1:50051", "127.9.9.9:1", "[::1]:50051", "localhost:50051", "unix:/run/s/grpc.sock", "unix:g.sock"],
 )
 def test_plain_text_on_loopback_or_a_unix_socket_is_fine(listen: str) -> None:
     assert load(INTERCOM_SIDECAR_LISTEN=listen).server.listen == listen
@@ -60,13 +62,16 @@ def test_beyond_loopback_with_tls_or_the_insecure_flag(listen: str) -> None:
 
 
 def test_health_and_metrics_may_listen_anywhere_in_plain_text() -> None:
-    server = load(INTERCOM_SIDECAR_HEALTH_LISTEN="0.0.0.0:50052", INTERCOM_SIDECAR_METRICS_LISTEN="10.0.0.7:9464").server
+    server = load(
+        INTERCOM_SIDECAR_HEALTH_LISTEN="0.0.0.0:50052", INTERCOM_SIDECAR_METRICS_LISTEN="10.0.0.7:9464"
+    ).server
     assert (server.health_listen, server.metrics_listen) == ("0.0.0.0:50052", "10.0.0.7:9464")
 
 
 def test_insecure_flag_false_still_refuses() -> None:
-    with pytest.raises(ConfigError, match="^INTERCOM_SIDECAR_LISTEN: 0.0.0.0:1 is not a loopback"):
+    with pytest.raises(ConfigError) as caught:
         load(INTERCOM_SIDECAR_LISTEN="0.0.0.0:1", INTERCOM_SIDECAR_INSECURE_LISTEN="false")
+    assert str(caught.value) == REFUSED.format(listen="0.0.0.0:1")
 
 
 def test_mutual_tls_files() -> None:
