@@ -33,6 +33,7 @@ from intercom_sidecar.mapping import Skip, map_event
 from intercom_sidecar.mapping.plan import Plan
 from intercom_sidecar.model.from_proto import DecodeLimits, event_from_bytes
 from intercom_sidecar.server.admin_http import AdminServer
+from intercom_sidecar.server.auth import auth_interceptors
 from intercom_sidecar.server.grpc_servers import (
     EVENT_SERVICE,
     LIVENESS_SERVICE,
@@ -44,6 +45,7 @@ from intercom_sidecar.server.grpc_servers import (
     set_health,
 )
 from intercom_sidecar.server.servicer import EventServicer
+from intercom_sidecar.server.tls import CertificateFiles, server_credentials
 from intercom_sidecar.telemetry import names
 from intercom_sidecar.telemetry.logs import register_secret
 from intercom_sidecar.telemetry.metrics import SOURCE_RECOVERED, SOURCE_REPLAYED, Metrics, make_meter_provider
@@ -104,6 +106,8 @@ class App:
         self._stopping = False
         self.port = 0
         """The gRPC port actually bound (useful with port 0)."""
+        self.certificates: CertificateFiles | None = None
+        """The TLS files of the API, when INTERCOM_SIDECAR_TLS_CERT_FILE is set."""
 
     @property
     def pipeline(self) -> Pipeline:
@@ -113,7 +117,7 @@ class App:
     async def start(self) -> None:
         config = self.config
         # Last line of defence: these never appear in a log line, an ack reason or a span, even if quoted.
-        for secret in (config.intercom.token, config.mapping.identity_secret):
+        for secret in (config.intercom.token, config.mapping.identity_secret, config.server.auth_token):
             if secret is not None:
                 register_secret(secret.reveal())
         metrics = self.metrics
@@ -170,10 +174,15 @@ class App:
 
         self._servicer = EventServicer(intake, self._limits, identity_secret=config.mapping.identity_secret)
         self._server = server = api_server(
-            self._servicer, self._health, max_message_bytes=config.server.max_message_bytes
+            self._servicer,
+            self._health,
+            max_message_bytes=config.server.max_message_bytes,
+            reflection_on=config.server.reflection,
+            interceptors=auth_interceptors(config.server),
         )
         try:
-            self.port = bind(server, config.server.listen, "INTERCOM_SIDECAR_LISTEN")
+            credentials, self.certificates = server_credentials(config.server.tls)
+            self.port = bind(server, config.server.listen, "INTERCOM_SIDECAR_LISTEN", credentials)
             if config.server.health_listen:
                 self._health_server = health_server(self._health)
                 self.health_port = bind(

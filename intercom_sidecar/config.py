@@ -31,8 +31,10 @@ __all__ = [
     "Secret",
     "ServerConfig",
     "SpoolConfig",
+    "TlsConfig",
     "default_spool_directory",
     "load_config",
+    "read_auth_token_file",
     "read_token_file",
 ]
 
@@ -88,6 +90,18 @@ class IntercomConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """TLS for the gRPC API, from PEM files that are re-read when they change (see `server/tls.py`)."""
+
+    cert_file: Path
+    """`INTERCOM_SIDECAR_TLS_CERT_FILE`: the server certificate chain."""
+    key_file: Path
+    """`INTERCOM_SIDECAR_TLS_KEY_FILE`: its private key (unencrypted)."""
+    client_ca_file: Path | None = None
+    """`INTERCOM_SIDECAR_TLS_CLIENT_CA_FILE`: when set, clients must show a certificate it signed (mutual TLS)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     listen: str = "127.0.0.1:50051"
     health_listen: str = ""
@@ -96,6 +110,14 @@ class ServerConfig:
     """A second address serving only grpc.health.v1 (for Kubernetes probes on the pod IP); empty for none."""
     shutdown_grace_seconds: float = 20.0
     max_message_bytes: int = 8 * 1024 * 1024
+    tls: TlsConfig | None = None
+    insecure_listen: bool = False
+    """Allow plain text on a `listen` address other than loopback or a Unix socket (refused otherwise)."""
+    reflection: bool = True
+    auth_token: Secret | None = None
+    """When set, every call but health must carry `authorization: Bearer <token>` (`server/auth.py`)."""
+    auth_token_file: Path | None = None
+    """`INTERCOM_SIDECAR_AUTH_TOKEN_FILE`, re-read when it changes: a rotated token is used without a restart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,11 +215,16 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             ),
         ),
         server=ServerConfig(
-            listen=reader.get("INTERCOM_SIDECAR_LISTEN", str, "127.0.0.1:50051", _host_port),
+            listen=reader.get("INTERCOM_SIDECAR_LISTEN", str, "127.0.0.1:50051", _grpc_address),
             health_listen=reader.get("INTERCOM_SIDECAR_HEALTH_LISTEN", str, "", _host_port),
             metrics_listen=reader.get("INTERCOM_SIDECAR_METRICS_LISTEN", str, "", _host_port),
             shutdown_grace_seconds=reader.get("INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS", float, 20.0, _positive),
             max_message_bytes=reader.get("INTERCOM_SIDECAR_MAX_MESSAGE_BYTES", int, 8 * 1024 * 1024, _positive),
+            tls=_read_tls(env),
+            insecure_listen=reader.get("INTERCOM_SIDECAR_INSECURE_LISTEN", _boolean, False, _any),
+            reflection=reader.get("INTERCOM_SIDECAR_REFLECTION", _boolean, True, _any),
+            auth_token=_read_auth_token(env),
+            auth_token_file=_path_or_none(env, "INTERCOM_SIDECAR_AUTH_TOKEN_FILE"),
         ),
         queue=QueueConfig(
             max_events=reader.get("INTERCOM_SIDECAR_QUEUE_MAX_EVENTS", int, 10_000, _positive),
@@ -240,7 +267,67 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("INTERCOM_SIDECAR_SPOOL_MAX_BYTES", "must be at least INTERCOM_SIDECAR_MAX_EVENT_BYTES")
     if config.limits.max_event_bytes > config.server.max_message_bytes:
         raise ConfigError("INTERCOM_SIDECAR_MAX_EVENT_BYTES", "must not exceed INTERCOM_SIDECAR_MAX_MESSAGE_BYTES")
+    _refuse_plain_text_beyond_loopback(config.server)
     return config
+
+
+_TLS_KEYS = ("INTERCOM_SIDECAR_TLS_CERT_FILE", "INTERCOM_SIDECAR_TLS_KEY_FILE", "INTERCOM_SIDECAR_TLS_CLIENT_CA_FILE")
+
+
+def _read_tls(env: Mapping[str, str]) -> TlsConfig | None:
+    """The TLS file names: certificate and key both or neither; a client CA only with them. Their contents are
+    checked when the server starts (`server/tls.py`), and again whenever they change."""
+    cert, key, client_ca = (_path_or_none(env, name) for name in _TLS_KEYS)
+    if cert is None and key is None:
+        if client_ca is not None:
+            raise ConfigError(_TLS_KEYS[2], f"needs {_TLS_KEYS[0]} and {_TLS_KEYS[1]} (mutual TLS is TLS first)")
+        return None
+    if cert is None or key is None:
+        missing, given = (_TLS_KEYS[0], _TLS_KEYS[1]) if cert is None else (_TLS_KEYS[1], _TLS_KEYS[0])
+        raise ConfigError(missing, f"must be set too when {given} is (set both, or neither)")
+    return TlsConfig(cert_file=cert, key_file=key, client_ca_file=client_ca)
+
+
+def _refuse_plain_text_beyond_loopback(server: ServerConfig) -> None:
+    """Events carry personal data: plain text is for loopback and Unix sockets unless the operator says so."""
+    if server.tls is None and not server.insecure_listen and not _is_local_address(server.listen):
+        raise ConfigError(
+            "INTERCOM_SIDECAR_LISTEN",
+            f"{server.listen} is not a loopback address, and plain text there would expose events to the network; "
+            f"set {_TLS_KEYS[0]} and {_TLS_KEYS[1]} (TLS), listen on 127.0.0.1 or a unix: socket, or set "
+            "INTERCOM_SIDECAR_INSECURE_LISTEN=true if the network is trusted",
+        )
+
+
+def _is_local_address(listen: str) -> bool:
+    if listen.startswith("unix:"):
+        return True
+    host = listen.rpartition(":")[0]
+    return _is_loopback(host.removeprefix("[").removesuffix("]"))
+
+
+_MIN_AUTH_TOKEN_CHARS = 16
+
+
+def _read_auth_token(env: Mapping[str, str]) -> Secret | None:
+    key = "INTERCOM_SIDECAR_AUTH_TOKEN"
+    token = _read_secret(env, key, f"{key}_FILE")
+    if token is not None and len(token.reveal()) < _MIN_AUTH_TOKEN_CHARS:
+        name = f"{key}_FILE" if env.get(f"{key}_FILE", "").strip() else key
+        raise ConfigError(name, f"is too short to be a secret: use at least {_MIN_AUTH_TOKEN_CHARS} characters")
+    return token
+
+
+def read_auth_token_file(path: Path) -> Secret:
+    """The gRPC auth token in `path` now (for re-reading a rotated file); ConfigError if it is unusable."""
+    token = _read_auth_token({"INTERCOM_SIDECAR_AUTH_TOKEN_FILE": str(path)})
+    assert token is not None  # an empty file is a ConfigError
+    return token
+
+
+def _path_or_none(env: Mapping[str, str], key: str) -> Path | None:
+    value = env.get(key, "").strip()
+    return Path(value) if value else None
 
 
 def _read_secret(env: Mapping[str, str], key: str, file_key: str) -> Secret | None:
@@ -367,6 +454,14 @@ def _not_negative(value: float) -> str | None:
 
 def _non_empty(value: str) -> str | None:
     return None if value else "must not be empty"
+
+
+def _grpc_address(value: str) -> str | None:
+    """HOST:PORT, or `unix:PATH` (a Unix domain socket; an absolute path is `unix:/run/sidecar/grpc.sock`)."""
+    if value.startswith("unix:"):
+        path = value.removeprefix("unix:").removeprefix("//")
+        return None if path and "\0" not in path else "must be unix:PATH with a path, e.g. unix:/run/sidecar/grpc.sock"
+    return _host_port(value) and "must be HOST:PORT or unix:PATH, e.g. 127.0.0.1:50051"
 
 
 def _host_port(value: str) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 import grpc
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2_grpc
+from intercom_sidecar.cli.connect import add_connection_arguments, call_metadata, open_channel
 from intercom_sidecar.cli.segment_json import SegmentJsonError, event_from_segment_json
 
 __all__ = ["add_arguments", "read_events", "run"]
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ack-mode", choices=("accepted", "delivered"), default="accepted", help="when to acknowledge")
     parser.add_argument("--json", action="store_true", help="print acks as JSON lines instead of a table")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for all acks")
+    add_connection_arguments(parser)
 
 
 def read_events(stream: TextIO, source: str) -> Iterator[event_pb2.Event | str]:
@@ -78,7 +80,7 @@ async def run(args: argparse.Namespace) -> int:
                     problems += 1
                 else:
                     events.append(item)
-    acks = await _stream(args.target, events, args.ack_mode, args.timeout) if events else []
+    acks = await _stream(args, events) if events else []
     # Acks come back in whatever order outcomes are known; show them in the order the events were read.
     position = {event.message_id: n for n, event in enumerate(events)}
     acks.sort(key=lambda ack: position.get(ack.message_id, len(position)))
@@ -87,15 +89,17 @@ async def run(args: argparse.Namespace) -> int:
     return 1 if failed or len(acks) < len(events) else 0
 
 
-async def _stream(target: str, events: list[event_pb2.Event], ack_mode: str, timeout: float) -> list[event_pb2.Ack]:
+async def _stream(args: argparse.Namespace, events: list[event_pb2.Event]) -> list[event_pb2.Ack]:
     async def requests() -> AsyncIterator[event_pb2.Event]:
         for event in events:
             yield event
 
+    target = args.target
     acks: list[event_pb2.Ack] = []
-    async with grpc.aio.insecure_channel(target) as channel:
+    metadata = (("x-ack-mode", args.ack_mode), *call_metadata(args))
+    async with open_channel(args, target) as channel:
         stub = service_pb2_grpc.EventServiceStub(channel)
-        call = stub.Stream(requests(), metadata=(("x-ack-mode", ack_mode),), timeout=timeout)
+        call = stub.Stream(requests(), metadata=metadata, timeout=args.timeout)
         try:
             async for ack in call:
                 acks.append(ack)

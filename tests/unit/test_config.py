@@ -50,6 +50,8 @@ def test_every_setting_is_read() -> None:
         INTERCOM_SIDECAR_HTTP_TIMEOUT_SECONDS="2.5",
         INTERCOM_SIDECAR_HTTP_MAX_CONNECTIONS="4",
         INTERCOM_SIDECAR_LISTEN="0.0.0.0:6000",
+        INTERCOM_SIDECAR_INSECURE_LISTEN="true",
+        INTERCOM_SIDECAR_REFLECTION="false",
         INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS="5",
         INTERCOM_SIDECAR_MAX_MESSAGE_BYTES="65536",
         INTERCOM_SIDECAR_QUEUE_MAX_EVENTS="50",
@@ -63,7 +65,13 @@ def test_every_setting_is_read() -> None:
     )
     assert config == Config(
         intercom=IntercomConfig(token=Secret(TOKEN), api_version="2.11", timeout_seconds=2.5, max_connections=4),
-        server=ServerConfig(listen="0.0.0.0:6000", shutdown_grace_seconds=5.0, max_message_bytes=65536),
+        server=ServerConfig(
+            listen="0.0.0.0:6000",
+            shutdown_grace_seconds=5.0,
+            max_message_bytes=65536,
+            insecure_listen=True,
+            reflection=False,
+        ),
         queue=QueueConfig(max_events=50, workers=2, full_retry_after_seconds=0.25),
         retry=RetryConfig(initial_backoff_seconds=0.1, max_backoff_seconds=3.0, max_elapsed_seconds=60.0),
         limits=LimitsConfig(max_event_bytes=1024, max_future_seconds=0.0),
@@ -268,23 +276,23 @@ ERRORS: list[tuple[dict[str, str], str]] = [
     # listen
     (
         {"INTERCOM_SIDECAR_LISTEN": "nope"},
-        "INTERCOM_SIDECAR_LISTEN: must be HOST:PORT, e.g. 127.0.0.1:50051, got 'nope'",
+        "INTERCOM_SIDECAR_LISTEN: must be HOST:PORT or unix:PATH, e.g. 127.0.0.1:50051, got 'nope'",
     ),
     (
         {"INTERCOM_SIDECAR_LISTEN": ":50051"},
-        "INTERCOM_SIDECAR_LISTEN: must be HOST:PORT, e.g. 127.0.0.1:50051, got ':50051'",
+        "INTERCOM_SIDECAR_LISTEN: must be HOST:PORT or unix:PATH, e.g. 127.0.0.1:50051, got ':50051'",
     ),
     (
         {"INTERCOM_SIDECAR_LISTEN": "localhost:grpc"},
-        "INTERCOM_SIDECAR_LISTEN: must be HOST:PORT, e.g. 127.0.0.1:50051, got 'localhost:grpc'",
+        "INTERCOM_SIDECAR_LISTEN: must be HOST:PORT or unix:PATH, e.g. 127.0.0.1:50051, got 'localhost:grpc'",
     ),
     (
         {"INTERCOM_SIDECAR_LISTEN": "127.0.0.1:65536"},
-        "INTERCOM_SIDECAR_LISTEN: must be HOST:PORT, e.g. 127.0.0.1:50051, got '127.0.0.1:65536'",
+        "INTERCOM_SIDECAR_LISTEN: must be HOST:PORT or unix:PATH, e.g. 127.0.0.1:50051, got '127.0.0.1:65536'",
     ),
     (
         {"INTERCOM_SIDECAR_LISTEN": "127.0.0.1:"},
-        "INTERCOM_SIDECAR_LISTEN: must be HOST:PORT, e.g. 127.0.0.1:50051, got '127.0.0.1:'",
+        "INTERCOM_SIDECAR_LISTEN: must be HOST:PORT or unix:PATH, e.g. 127.0.0.1:50051, got '127.0.0.1:'",
     ),
     # settings that must agree
     (
@@ -311,7 +319,7 @@ def test_config_errors(env: dict[str, str], message: str) -> None:
     assert TOKEN not in str(caught.value)
 
 
-@pytest.mark.parametrize("listen", ["127.0.0.1:0", "[::1]:50051", "0.0.0.0:65535", "localhost:1"])
+@pytest.mark.parametrize("listen", ["127.0.0.1:0", "[::1]:50051", "localhost:1", "unix:/run/sidecar/grpc.sock"])
 def test_listen_accepted(listen: str) -> None:
     assert load(INTERCOM_SIDECAR_LISTEN=listen).server.listen == listen
 
