@@ -92,8 +92,6 @@ class SqliteSpool:
 
         def connect() -> sqlite3.Connection:
             conn, recovery = spool_files.open_database(self._directory, self._clock())
-            if self._payloads.mode != "keep":  # a payload that became a dead letter leaves no copy in free pages
-                conn.execute("PRAGMA secure_delete = ON")
             recovered.append(recovery)
             return conn
 
