@@ -34,6 +34,7 @@ __all__ = [
     "ServerConfig",
     "SpoolConfig",
     "default_spool_directory",
+    "is_loopback_host",
     "load_config",
     "read_dead_letter_key",
     "read_token_file",
@@ -334,6 +335,11 @@ def _read_base_url(env: Mapping[str, str]) -> str:
     if region not in REGION_URLS:
         raise ConfigError("INTERCOM_REGION", f"must be one of {', '.join(REGION_URLS)}, got {region!r}")
     return REGION_URLS[region]
+
+
+def is_loopback_host(host: str) -> bool:
+    """`localhost` or a loopback IP address (127.0.0.0/8, ::1): where plain http may go (tests, the fake)."""
+    return _is_loopback(host)
 
 
 def _is_loopback(host: str) -> bool:
