@@ -8,7 +8,11 @@
 # - Two stages: `build` installs the locked dependencies and the sidecar into a virtualenv; the final stage is a fresh
 #   python:3.11-slim with that virtualenv copied in, and no pip, no uv, no compiler, no build files.
 # - Dependencies come from uv.lock: `uv export` writes them with their sha256 hashes and pip installs them with
-#   --require-hashes (any file whose hash is not in the lock is refused) and --only-binary (no source builds).
+#   --require-hashes (any file whose hash is not in the lock is refused) and --only-binary (no source builds). uv
+#   itself is installed the same way, from the hashes of its Linux wheels below (change them with UV_VERSION).
+# - The base image is named by tag. For a reproducible build, pin it by digest:
+#   docker build --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest> .
+#   (`docker buildx imagetools inspect python:3.11-slim-bookworm` prints the digest).
 # - Runs as uid/gid 10001 and writes nothing outside INTERCOM_SIDECAR_SPOOL_DIR (and /tmp): the bytecode is compiled
 #   at build time and PYTHONDONTWRITEBYTECODE stops Python trying to write more, so a read-only root filesystem works.
 # - No init process (tini): the sidecar is PID 1 and handles SIGTERM/SIGINT itself (asyncio signal handlers: readiness
@@ -23,7 +27,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     UV_NO_CACHE=1
-RUN pip install "uv==${UV_VERSION}"
+RUN printf 'uv==%s %s %s %s\n' "${UV_VERSION}" \
+        --hash=sha256:e18a57b8b352eb7c8feb317b9f6f533c8f0ad9673fd6cf34bbe3cf1a9f6a8984 \
+        --hash=sha256:5337c30bb893b4f9ce0ceb921ba2da0d13f649da644f40ad3bef84083bef0203 \
+        --hash=sha256:0b3e8b1a4f5e405e31e2ff33de8af4744831e9f7338539671efbd8c3c94e791d \
+        > /tmp/uv-requirements.txt \
+    && pip install --require-hashes --only-binary=:all: --requirement /tmp/uv-requirements.txt
 WORKDIR /src
 
 # 1. The dependencies, exactly as locked: a layer that changes only when uv.lock does.

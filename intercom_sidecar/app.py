@@ -117,7 +117,13 @@ class App:
     async def start(self) -> None:
         config = self.config
         # Last line of defence: these never appear in a log line, an ack reason or a span, even if quoted.
-        for secret in (config.intercom.token, config.mapping.identity_secret, config.server.auth_token):
+        secrets = (
+            config.intercom.token,
+            config.mapping.identity_secret,
+            config.server.auth_token,
+            config.spool.dead_letter_key,
+        )
+        for secret in secrets:
             if secret is not None:
                 register_secret(secret.reveal())
         metrics = self.metrics

@@ -6,6 +6,7 @@ once at start-up, and documented in the README's configuration table. Errors nam
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ipaddress
 import math
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 from intercom_sidecar.errors import ConfigError
 
 __all__ = [
+    "DEAD_LETTER_PAYLOADS",
     "PAGE_MODES",
     "REGION_URLS",
     "SPOOL_KINDS",
@@ -33,8 +35,10 @@ __all__ = [
     "SpoolConfig",
     "TlsConfig",
     "default_spool_directory",
+    "is_loopback_host",
     "load_config",
     "read_auth_token_file",
+    "read_dead_letter_key",
     "read_token_file",
 ]
 
@@ -129,6 +133,7 @@ class QueueConfig:
 
 
 SPOOL_KINDS = ("sqlite", "memory")
+DEAD_LETTER_PAYLOADS = ("keep", "drop", "encrypt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +146,10 @@ class SpoolConfig:
     max_bytes: int = 256 * 1024 * 1024
     """Payload bytes of pending events."""
     dedupe_window_seconds: float = 24 * 3600.0
+    dead_letter_payloads: str = "keep"
+    """What a dead letter keeps of its event: `keep` (replayable), `drop` (no payload) or `encrypt` (AES-256-GCM)."""
+    dead_letter_key: Secret | None = None
+    """The base64 AES-256 key from `INTERCOM_SIDECAR_DEAD_LETTER_KEY_FILE`; required by `encrypt`."""
 
 
 def default_spool_directory(env: Mapping[str, str]) -> Path:
@@ -250,6 +259,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             dedupe_window_seconds=reader.get(
                 "INTERCOM_SIDECAR_DEDUPE_WINDOW_SECONDS", float, 24 * 3600.0, _not_negative
             ),
+            dead_letter_payloads=reader.get(
+                "INTERCOM_SIDECAR_DEAD_LETTER_PAYLOADS", str, "keep", _one_of(DEAD_LETTER_PAYLOADS)
+            ),
+            dead_letter_key=_read_dead_letter_key(env),
         ),
         mapping=MappingConfig(
             page_mode=reader.get("INTERCOM_SIDECAR_PAGE_MODE", str, "ignore", _one_of(PAGE_MODES)),
@@ -268,6 +281,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     if config.limits.max_event_bytes > config.server.max_message_bytes:
         raise ConfigError("INTERCOM_SIDECAR_MAX_EVENT_BYTES", "must not exceed INTERCOM_SIDECAR_MAX_MESSAGE_BYTES")
     _refuse_plain_text_beyond_loopback(config.server)
+    if config.spool.dead_letter_payloads == "encrypt" and config.spool.dead_letter_key is None:
+        raise ConfigError(
+            "INTERCOM_SIDECAR_DEAD_LETTER_KEY_FILE", "is required by INTERCOM_SIDECAR_DEAD_LETTER_PAYLOADS=encrypt"
+        )
     return config
 
 
@@ -330,6 +347,33 @@ def _path_or_none(env: Mapping[str, str], key: str) -> Path | None:
     return Path(value) if value else None
 
 
+def read_dead_letter_key(path: Path) -> Secret:
+    """The dead-letter key in `path` (for the `dlq` command); ConfigError if it is unusable."""
+    key = _read_dead_letter_key({_DEAD_LETTER_KEY_FILE: str(path)})
+    assert key is not None
+    return key
+
+
+_DEAD_LETTER_KEY_FILE = "INTERCOM_SIDECAR_DEAD_LETTER_KEY_FILE"
+
+
+def _read_dead_letter_key(env: Mapping[str, str]) -> Secret | None:
+    """32 random bytes, base64 (`openssl rand -base64 32`), read from a file only: a key is never an environment
+    variable (those show up in `kubectl describe` and process listings). Errors never quote the file."""
+    path = env.get(_DEAD_LETTER_KEY_FILE, "").strip()
+    if not path:
+        return None
+    key = _read_secret({_DEAD_LETTER_KEY_FILE: path}, _DEAD_LETTER_KEY_FILE, _DEAD_LETTER_KEY_FILE)
+    assert key is not None  # the file is set, so it was read (or raised)
+    try:
+        raw = base64.b64decode(key.reveal().replace("-", "+").replace("_", "/"), validate=True)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(_DEAD_LETTER_KEY_FILE, "must hold 32 random bytes in base64 (e.g. `openssl rand -base64 32`)")
+    return key
+
+
 def _read_secret(env: Mapping[str, str], key: str, file_key: str) -> Secret | None:
     """The secret from the file named by `file_key` (which wins), else from `key`; None when neither is set."""
     path = env.get(file_key, "").strip()
@@ -382,6 +426,11 @@ def _read_base_url(env: Mapping[str, str]) -> str:
     if region not in REGION_URLS:
         raise ConfigError("INTERCOM_REGION", f"must be one of {', '.join(REGION_URLS)}, got {region!r}")
     return REGION_URLS[region]
+
+
+def is_loopback_host(host: str) -> bool:
+    """`localhost` or a loopback IP address (127.0.0.0/8, ::1): where plain http may go (tests, the fake)."""
+    return _is_loopback(host)
 
 
 def _is_loopback(host: str) -> bool:

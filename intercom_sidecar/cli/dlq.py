@@ -4,6 +4,10 @@ Filters: `--older-than`/`--newer-than` (age of the dead letter: 90s, 30m, 2h, 7d
 `--user`, `--type` (identify, track, ...), `--message-id`. `replay` moves matching dead letters back to the spool's
 queue (a running sidecar picks them up within seconds; a stopped one at its next start) and shows progress and a
 summary; `purge` deletes them and needs a filter or `--all`.
+
+Dead letters stored with `INTERCOM_SIDECAR_DEAD_LETTER_PAYLOADS=encrypt` need the key they were encrypted with to be
+shown or replayed (`--key-file`, default INTERCOM_SIDECAR_DEAD_LETTER_KEY_FILE); those stored with `drop` have no
+event left: they are listed and purged, and `replay` names them as not replayable (exit status 1).
 """
 
 from __future__ import annotations
@@ -22,9 +26,16 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
-from intercom_sidecar.config import default_spool_directory
+from intercom_sidecar.config import default_spool_directory, read_dead_letter_key
+from intercom_sidecar.delivery.dead_letter_payloads import (
+    KEEP,
+    DeadLetterKey,
+    DeadLetterPayloads,
+)
 from intercom_sidecar.delivery.dead_letters import DeadLetterStore
 from intercom_sidecar.delivery.spool import DeadLetter, DeadLetterFilter, SpoolError
+from intercom_sidecar.errors import ConfigError
+from intercom_sidecar.model.call_type import call_type_of
 
 __all__ = ["add_arguments", "parse_age", "run"]
 
@@ -47,6 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path(os.environ.get("INTERCOM_SIDECAR_SPOOL_DIR") or default_spool_directory(os.environ)),
         help="the spool directory (default INTERCOM_SIDECAR_SPOOL_DIR)",
+    )
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        default=Path(os.environ["INTERCOM_SIDECAR_DEAD_LETTER_KEY_FILE"])
+        if os.environ.get("INTERCOM_SIDECAR_DEAD_LETTER_KEY_FILE", "").strip()
+        else None,
+        help="the key of encrypted dead letters (default INTERCOM_SIDECAR_DEAD_LETTER_KEY_FILE)",
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, text in (
@@ -76,11 +95,19 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     try:
-        with DeadLetterStore(args.spool_dir) as store:
+        payloads = _payloads(args.key_file)
+        with DeadLetterStore(args.spool_dir, payloads) as store:
             return _ACTIONS[args.action](store, args)
-    except SpoolError as error:
+    except (SpoolError, ConfigError) as error:
         print(f"intercom-sidecar dlq: {error}", file=sys.stderr)
         return 2
+
+
+def _payloads(key_file: Path | None) -> DeadLetterPayloads:
+    if key_file is None:
+        return KEEP
+    key = DeadLetterKey.from_base64(read_dead_letter_key(key_file).reveal())
+    return DeadLetterPayloads("keep", key)
 
 
 def _list(store: DeadLetterStore, args: argparse.Namespace) -> int:
@@ -98,20 +125,32 @@ def _show(store: DeadLetterStore, args: argparse.Namespace) -> int:
     if letter is None:
         print(f"intercom-sidecar dlq: no dead letter with message_id {args.message_id!r}", file=sys.stderr)
         return 1
-    print(json.dumps({**_summary(letter), "event": _event_json(letter.payload), "attempts_log": [
+    event = _event_json(store.payload_of(letter)) if letter.replayable else None  # raises for a wrong key
+    print(json.dumps({**_summary(letter), "event": event, "attempts_log": [
         {"at": _when(attempt.at), "outcome": attempt.outcome} for attempt in letter.outcomes
     ]}, indent=2))  # fmt: skip
     return 0
 
 
 def _replay(store: DeadLetterStore, args: argparse.Namespace) -> int:
-    letters = _matching(store, args, limit=None)
+    matching = _matching(store, args, limit=None)
+    letters = [letter for letter in matching if letter.replayable]
+    for letter in letters:  # a missing or wrong key is found before anything moves
+        store.payload_of(letter)
     done = 0
     for start in range(0, len(letters), _CHUNK):
         chunk = letters[start : start + _CHUNK]
         done += len(store.replay([letter.seq for letter in chunk]))
         _progress(done, len(letters))
     print(f"replayed {done} of {len(letters)} dead letters; a running sidecar delivers them within seconds")
+    payload_free = [letter.message_id for letter in matching if not letter.replayable]
+    if payload_free:
+        shown = ", ".join(payload_free[:10]) + (", ..." if len(payload_free) > 10 else "")
+        print(
+            f"not replayable: {len(payload_free)} dead letters kept no payload (INTERCOM_SIDECAR_DEAD_LETTER_PAYLOADS"
+            f"=drop when they were stored): {shown}; purge them when they are no longer needed"
+        )
+        return 1
     return 0
 
 
@@ -145,15 +184,13 @@ def _filter(args: argparse.Namespace) -> DeadLetterFilter:
 def _matching(store: DeadLetterStore, args: argparse.Namespace, limit: int | None = None) -> list[DeadLetter]:
     letters = store.find(_filter(args), limit=limit if limit is not None and args.type is None else 10**9)
     if args.type is not None:
-        letters = [letter for letter in letters if _call_type(letter.payload) == args.type]
+        letters = [letter for letter in letters if _call_type(letter) == args.type]
     return letters[:limit] if limit is not None else letters
 
 
-def _call_type(payload: bytes) -> str:
-    try:
-        return event_pb2.Event.FromString(payload).WhichOneof("call") or "?"
-    except DecodeError:
-        return "?"
+def _call_type(letter: DeadLetter) -> str:
+    """Recorded with the dead letter since schema 2; read from the (kept) payload for older ones."""
+    return letter.call_type or (call_type_of(letter.payload) if letter.payload_form == "kept" else "?")
 
 
 def _event_json(payload: bytes) -> Any:
@@ -168,7 +205,7 @@ def _event_json(payload: bytes) -> Any:
 def _summary(letter: DeadLetter) -> dict[str, Any]:
     return {
         "message_id": letter.message_id,
-        "type": _call_type(letter.payload),
+        "type": _call_type(letter),
         "user": letter.user_key,
         "dead_at": _when(letter.dead_at),
         "accepted_at": _when(letter.accepted_at),
@@ -177,6 +214,7 @@ def _summary(letter: DeadLetter) -> dict[str, Any]:
         "attempts": letter.attempts,
         "reason": letter.reason,
         "trace_id": letter.trace_id,
+        "payload": letter.payload_form,
     }
 
 

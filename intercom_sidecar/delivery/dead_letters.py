@@ -8,11 +8,13 @@ sidecar's own writes never interleave halfway.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from intercom_sidecar.delivery.dead_letter_payloads import DROPPED, KEEP, DeadLetterPayloadError, DeadLetterPayloads
 from intercom_sidecar.delivery.spool import (
     BUSY_TIMEOUT_MS,
     DATABASE_NAME,
@@ -35,11 +37,13 @@ __all__ = [
     "replay",
 ]
 
+_log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _PURGE_CHUNK = 1000
 
 _COLUMNS = (
-    "seq, message_id, user_key, payload, trace_id, accepted_at, dead_at, reason, status, code, attempts, outcomes"
+    "seq, message_id, user_key, payload, trace_id, accepted_at, dead_at, reason, status, code, attempts, outcomes,"
+    " call_type, payload_form"
 )
 
 
@@ -48,10 +52,12 @@ class DeadLetterStore:
 
     Opens the existing database in its own connection and keeps each command in one short transaction. Events
     it replays are also announced in the `replayed` table, so a running sidecar picks them up with
-    `Spool.collect_replayed` (and a stopped one with its next recovery).
+    `Spool.collect_replayed` (and a stopped one with its next recovery). `payloads` opens encrypted dead letters
+    (it needs the key they were encrypted with); without it, only kept payloads can be replayed or read.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, payloads: DeadLetterPayloads = KEEP) -> None:
+        self._payloads = payloads
         path = directory / DATABASE_NAME
         if not path.is_file():
             raise SpoolError(f"no spool database in `{directory}`")
@@ -74,9 +80,14 @@ class DeadLetterStore:
         """The latest dead letter of `message_id`, if any."""
         return get_dead_letter(self._conn, message_id)
 
+    def payload_of(self, letter: DeadLetter) -> bytes:
+        """The event of `letter` as accepted; DeadLetterPayloadError if it was dropped or the key does not open it."""
+        return self._payloads.open(letter.message_id, letter.payload_form, letter.payload)
+
     def replay(self, seqs: Sequence[int]) -> list[SpooledEvent]:
-        """Move dead letters back to pending (new seqs, after every pending event); unknown seqs are skipped."""
-        return self._write(lambda: replay(self._conn, seqs, announce=True))
+        """Move dead letters back to pending (new seqs, after every pending event); unknown seqs and payload-free
+        dead letters are skipped. DeadLetterPayloadError (nothing moved) if an encrypted one cannot be opened."""
+        return self._write(lambda: replay(self._conn, seqs, announce=True, payloads=self._payloads))
 
     def purge(self, where: DeadLetterFilter) -> int:
         """Delete the dead letters matching `where`; how many were deleted.
@@ -109,19 +120,32 @@ class DeadLetterStore:
 
 
 def move_to_dead_letters(
-    conn: sqlite3.Connection, seq: int, *, reason: str, status: int | None, code: str, attempts: int, now: float
+    conn: sqlite3.Connection,
+    seq: int,
+    *,
+    reason: str,
+    status: int | None,
+    code: str,
+    attempts: int,
+    now: float,
+    payloads: DeadLetterPayloads = KEEP,
 ) -> bool:
-    """Move pending `seq` to the dead letters, with its recorded outcomes; False if it was not pending."""
-    moved = conn.execute(
+    """Move pending `seq` to the dead letters, with its recorded outcomes and its payload as `payloads` seals it;
+    False if it was not pending."""
+    row = conn.execute("SELECT message_id, payload FROM pending WHERE seq = ?", (seq,)).fetchone()
+    if row is None:
+        return False
+    message_id, payload = row
+    form, stored = payloads.seal(message_id, payload)
+    conn.execute(
         "INSERT INTO dead_letters (seq, message_id, user_key, payload, trace_id, accepted_at, attempts, outcomes,"
-        " dead_at, reason, status, code)"
-        " SELECT seq, message_id, user_key, payload, trace_id, accepted_at, ?, outcomes, ?, ?, ?, ?"
+        " dead_at, reason, status, code, call_type, payload_form)"
+        " SELECT seq, message_id, user_key, ?, trace_id, accepted_at, ?, outcomes, ?, ?, ?, ?, ?, ?"
         " FROM pending WHERE seq = ?",
-        (attempts, now, reason, status, code, seq),
-    ).rowcount
-    if moved:
-        conn.execute("DELETE FROM pending WHERE seq = ?", (seq,))
-    return moved == 1
+        (stored, attempts, now, reason, status, code, payloads.describe(payload), form, seq),
+    )
+    conn.execute("DELETE FROM pending WHERE seq = ?", (seq,))
+    return True
 
 
 def list_dead_letters(conn: sqlite3.Connection, where: DeadLetterFilter, limit: int) -> list[DeadLetter]:
@@ -144,21 +168,41 @@ def count_dead_letters(conn: sqlite3.Connection) -> int:
     return count
 
 
-def replay(conn: sqlite3.Connection, seqs: Sequence[int], *, announce: bool) -> list[SpooledEvent]:
+def replay(
+    conn: sqlite3.Connection,
+    seqs: Sequence[int],
+    *,
+    announce: bool,
+    payloads: DeadLetterPayloads = KEEP,
+    skip_unopenable: bool = False,
+) -> list[SpooledEvent]:
     """Move dead letters back to pending, in their old seq order, with new seqs and no attempts.
 
     `announce` also lists each new seq in the `replayed` table, for a running sidecar's `collect_replayed`.
+    Payload-free dead letters stay where they are; an encrypted one is decrypted with `payloads` (pending events
+    are in clear), and one that cannot be raises DeadLetterPayloadError (the caller rolls back), or with
+    `skip_unopenable` stays a dead letter and is logged (for the sidecar's writer thread, which must not fail the
+    other operations of its group).
     """
     events = []
     for old_seq in sorted(set(seqs)):
         row = conn.execute(
-            "SELECT message_id, user_key, payload, trace_id, accepted_at FROM dead_letters WHERE seq = ?", (old_seq,)
+            "SELECT message_id, user_key, payload, trace_id, accepted_at, payload_form FROM dead_letters WHERE seq = ?",
+            (old_seq,),
         ).fetchone()
-        if row is None:
+        if row is None or row[5] == DROPPED:
             continue
-        message_id, user_key, payload, trace_id, accepted_at = row
+        message_id, user_key, stored, trace_id, accepted_at, form = row
+        try:
+            payload = payloads.open(message_id, form, stored)
+        except DeadLetterPayloadError as error:
+            if not skip_unopenable:
+                raise
+            _log.warning("Not replaying a dead letter: %s.", error)
+            continue
         seq = conn.execute(
-            "INSERT INTO pending (message_id, user_key, payload, trace_id, accepted_at) VALUES (?, ?, ?, ?, ?)", row
+            "INSERT INTO pending (message_id, user_key, payload, trace_id, accepted_at) VALUES (?, ?, ?, ?, ?)",
+            (message_id, user_key, payload, trace_id, accepted_at),
         ).lastrowid
         assert seq is not None
         conn.execute("DELETE FROM dead_letters WHERE seq = ?", (old_seq,))
@@ -199,7 +243,8 @@ def _where(where: DeadLetterFilter) -> tuple[str, list[Any]]:
 
 
 def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
-    seq, message_id, user_key, payload, trace_id, accepted_at, dead_at, reason, status, code, attempts, outcomes = row
+    (seq, message_id, user_key, payload, trace_id, accepted_at, dead_at, reason, status, code, attempts, outcomes,
+     call_type, payload_form) = row  # fmt: skip
     return DeadLetter(
         seq=seq,
         message_id=message_id,
@@ -213,6 +258,8 @@ def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
         code=code,
         attempts=attempts,
         outcomes=decode_outcomes(outcomes),
+        call_type=call_type,
+        payload_form=payload_form,
     )
 
 

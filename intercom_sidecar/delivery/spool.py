@@ -13,8 +13,9 @@ has returned its seq (the write is durable by then).
 Two implementations share the `Spool` protocol: `SqliteSpool` (`spool_sqlite.py`, durable, the default) and
 `MemorySpool` (`spool_memory.py`, for tests and users who accept losing queued events on a crash).
 
-Secrets: a spool stores exactly the bytes it is given, in a file any operator of the host can read and that
-outlives the process. Callers must never put access tokens, API keys or other credentials into a payload, a
+Secrets: a spool stores exactly the bytes it is given (pending events in clear; dead letters as
+`INTERCOM_SIDECAR_DEAD_LETTER_PAYLOADS` says), in files readable by the sidecar's user only, that outlive the
+process. Callers must never put access tokens, API keys or other credentials into a payload, a
 user key or a dead-letter reason.
 """
 
@@ -44,8 +45,9 @@ __all__ = [
 
 DATABASE_NAME = "spool.db"
 """The SQLite spool's database file in the spool directory (shared by `SqliteSpool` and `DeadLetterStore`)."""
-SCHEMA_VERSION = 1
-"""Its `PRAGMA user_version`; a database of another version is never written."""
+SCHEMA_VERSION = 2
+"""Its `PRAGMA user_version`; a database of a newer version is never written (version 1 is migrated: 2 added
+`call_type` and `payload_form` to the dead letters)."""
 BUSY_TIMEOUT_MS = 5000
 """How long a connection waits for another one's write transaction (the CLI's, or the sidecar's)."""
 
@@ -106,6 +108,14 @@ class DeadLetter:
     attempts: int
     outcomes: tuple[Attempt, ...]
     """Every attempt recorded with `record_attempt`, oldest first."""
+    call_type: str = ""
+    """identify, track, ...: kept in clear whatever becomes of the payload; empty when not recorded."""
+    payload_form: str = "kept"
+    """How `payload` is stored: `kept` (as accepted), `dropped` (empty) or `aes256gcm` (see dead_letter_payloads)."""
+
+    @property
+    def replayable(self) -> bool:
+        return self.payload_form != "dropped"
 
 
 @dataclass(frozen=True, slots=True)

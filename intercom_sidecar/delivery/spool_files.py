@@ -68,7 +68,9 @@ CREATE TABLE dead_letters (
     dead_at REAL NOT NULL,
     reason TEXT NOT NULL,
     status INTEGER,
-    code TEXT NOT NULL
+    code TEXT NOT NULL,
+    call_type TEXT NOT NULL DEFAULT '',     -- identify, track, ...: kept in clear, whatever the payload_form
+    payload_form TEXT NOT NULL DEFAULT 'kept'  -- kept | dropped | aes256gcm (INTERCOM_SIDECAR_DEAD_LETTER_PAYLOADS)
 ) STRICT;
 CREATE INDEX dead_letters_by_message_id ON dead_letters (message_id);
 CREATE INDEX dead_letters_by_dead_at ON dead_letters (dead_at);
@@ -83,13 +85,20 @@ CREATE TABLE replayed (seq INTEGER PRIMARY KEY) STRICT;
 """
 
 
+DIRECTORY_MODE = 0o700
+FILE_MODE = 0o600
+"""The spool holds events (personal data): a directory the sidecar creates, and every file in it, is its user's
+alone. SQLite gives the -wal and -shm files the database file's mode."""
+
+
 def lock_directory(directory: Path) -> IO[bytes]:
-    """Create the directory if needed and hold its lock file; SpoolError names the directory when it cannot."""
+    """Create the directory if needed (mode 0700) and hold its lock file; SpoolError names the directory when it
+    cannot."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
         if not os.access(directory, os.W_OK | os.X_OK):
             raise PermissionError("not writable")
-        lock = (directory / LOCK_NAME).open("ab")
+        lock = os.fdopen(os.open(directory / LOCK_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE), "ab")
     except OSError as error:
         raise SpoolError(f"cannot use the spool directory `{directory}`: {error}") from error
     try:
@@ -121,6 +130,7 @@ def open_database(directory: Path, now: float) -> tuple[sqlite3.Connection, Reco
 
 def connect_and_recover(path: Path, moved_aside: tuple[Path, ...]) -> tuple[sqlite3.Connection, Recovery]:
     try:
+        _create_private(path)
         conn = sqlite3.connect(path, isolation_level=None)
     except sqlite3.Error as error:
         raise classify(error, path) from error
@@ -129,6 +139,9 @@ def connect_and_recover(path: Path, moved_aside: tuple[Path, ...]) -> tuple[sqli
         if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
             raise SpoolError(f"the spool database `{path}` cannot use WAL mode")
         conn.execute("PRAGMA synchronous = FULL")
+        # Deleted rows (delivered events, dead letters' pending rows, purged dead letters) are overwritten with
+        # zeros, so no payload stays behind in free pages (Debian's SQLite does this by default; others do not).
+        conn.execute("PRAGMA secure_delete = ON")
         problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
             raise CorruptError(" ".join(problems[:3]).replace("\n", " "))
@@ -143,13 +156,24 @@ def connect_and_recover(path: Path, moved_aside: tuple[Path, ...]) -> tuple[sqli
     return conn, recovery
 
 
+_MIGRATIONS = {
+    1: "ALTER TABLE dead_letters ADD COLUMN call_type TEXT NOT NULL DEFAULT '';"
+    " ALTER TABLE dead_letters ADD COLUMN payload_form TEXT NOT NULL DEFAULT 'kept';",
+}
+"""The change from each older schema version to the next one."""
+
+
 def migrate(conn: sqlite3.Connection, path: Path) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version == SCHEMA_VERSION:
         return
-    if version != 0:
+    if version == 0:
+        conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        return
+    if version not in _MIGRATIONS:
         raise SpoolError(f"the spool database `{path}` has schema {version}; this version knows {SCHEMA_VERSION}")
-    conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+    steps = " ".join(_MIGRATIONS[v] for v in range(version, SCHEMA_VERSION))
+    conn.executescript(f"BEGIN IMMEDIATE; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
 
 
 def recover_pending(conn: sqlite3.Connection, moved_aside: tuple[Path, ...]) -> Recovery:
@@ -280,6 +304,17 @@ def move_aside(path: Path, now: float) -> tuple[Path, ...]:
                 raise SpoolError(f"cannot move the corrupt spool database `{source}` aside: {error}") from error
             moved.append(target)
     return tuple(moved)
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file with mode 0600 before SQLite does (it would use 0644), so that it and the -wal and
+    -shm files SQLite creates beside it (with the same mode) are readable by the sidecar's user only."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise SpoolError(f"cannot create the spool database `{path}`: {error}") from error
 
 
 def classify(error: sqlite3.Error, path: Path) -> Exception:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO
 
 from intercom_sidecar.delivery import dead_letters, spool_files
+from intercom_sidecar.delivery.dead_letter_payloads import KEEP, DeadLetterPayloads
 from intercom_sidecar.delivery.spool import (
     DeadLetter,
     DeadLetterFilter,
@@ -63,8 +64,10 @@ class SqliteSpool:
         commit_interval_seconds: float = 0.002,
         full_retry_after_seconds: float = 1.0,
         clock: Callable[[], float] = time.time,
+        payloads: DeadLetterPayloads = KEEP,
     ) -> None:
         self._directory = directory
+        self._payloads = payloads
         self._window = dedupe_window_seconds
         self._linger = commit_interval_seconds
         self._clock = clock
@@ -153,7 +156,7 @@ class SqliteSpool:
         self._freeing(
             (seq,),
             lambda conn, now: dead_letters.move_to_dead_letters(
-                conn, seq, reason=reason, status=status, code=code, attempts=attempts, now=at
+                conn, seq, reason=reason, status=status, code=code, attempts=attempts, now=at, payloads=self._payloads
             ),
         )
 
@@ -208,7 +211,10 @@ class SqliteSpool:
     async def replay(self, seqs: Sequence[int]) -> list[SpooledEvent]:
         wanted = tuple(seqs)
         events: list[SpooledEvent] = await self._open_writer().call(
-            lambda conn, now: dead_letters.replay(conn, wanted, announce=False), self._adopt
+            lambda conn, now: dead_letters.replay(
+                conn, wanted, announce=False, payloads=self._payloads, skip_unopenable=True
+            ),
+            self._adopt,
         )
         return events
 

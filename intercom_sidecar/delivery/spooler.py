@@ -31,15 +31,17 @@ from dataclasses import dataclass
 from opentelemetry.context import Context
 
 from intercom_sidecar.config import Config
+from intercom_sidecar.delivery.dead_letter_payloads import DeadLetterKey, DeadLetterPayloads
 from intercom_sidecar.delivery.pipeline import Abandoned, Deferred, Delivered, Outcome, Pipeline, Rejected
 from intercom_sidecar.delivery.spool import Spool, SpooledEvent, SpoolEntry, SpoolError
 from intercom_sidecar.delivery.spool_memory import MemorySpool
 from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
 from intercom_sidecar.errors import PausedError, QueueFullError, ShuttingDownError
 from intercom_sidecar.mapping.plan import Plan
+from intercom_sidecar.model.call_type import call_type_of
 from intercom_sidecar.telemetry.metrics import Metrics
 
-__all__ = ["Load", "OutcomeCallback", "Spooler", "make_spool"]
+__all__ = ["Load", "OutcomeCallback", "Spooler", "dead_letter_payloads", "make_spool"]
 
 _log = logging.getLogger(__name__)
 
@@ -338,4 +340,15 @@ def make_spool(config: Config) -> Spool:
         max_bytes=config.spool.max_bytes,
         dedupe_window_seconds=config.spool.dedupe_window_seconds,
         full_retry_after_seconds=config.queue.full_retry_after_seconds,
+        payloads=dead_letter_payloads(config),
+    )
+
+
+def dead_letter_payloads(config: Config) -> DeadLetterPayloads:
+    """What dead letters keep of their events, as `INTERCOM_SIDECAR_DEAD_LETTER_PAYLOADS` says."""
+    key = config.spool.dead_letter_key
+    return DeadLetterPayloads(
+        config.spool.dead_letter_payloads,
+        None if key is None else DeadLetterKey.from_base64(key.reveal()),
+        describe=call_type_of,
     )

@@ -20,10 +20,10 @@ import httpx
 from opentelemetry.trace import NoOpTracer, Span, SpanKind, Status, StatusCode, Tracer
 
 from intercom_sidecar import __version__
-from intercom_sidecar.config import IntercomConfig, Secret
+from intercom_sidecar.config import IntercomConfig, Secret, is_loopback_host
 from intercom_sidecar.delivery.classify import error_for_status
 from intercom_sidecar.delivery.ratelimit import RateLimiter
-from intercom_sidecar.errors import PermanentError, RetryableError
+from intercom_sidecar.errors import ConfigError, PermanentError, RetryableError
 from intercom_sidecar.telemetry import spans
 from intercom_sidecar.telemetry.logs import redact
 from intercom_sidecar.telemetry.metrics import Metrics
@@ -110,7 +110,8 @@ def parse_error_envelope(body: bytes) -> tuple[str, str]:
 class IntercomClient:
     """A thin, typed wrapper over httpx for Intercom's API. Close it with `aclose()` (or `async with`).
 
-    With a `transport` (tests), every pool sends through it.
+    With a `transport` (tests), every pool sends through it. Refuses (ConfigError) a base URL that would send the
+    token in clear to another host: https, or plain http to a loopback address only. Redirects are not followed.
     """
 
     def __init__(
@@ -125,6 +126,7 @@ class IntercomClient:
         self._limiter = limiter
         self._metrics = metrics or Metrics()
         self._tracer = tracer or NoOpTracer()
+        _require_https(config.base_url)
         self._host = urlsplit(config.base_url).hostname or ""
         # httpcore's pool bookkeeping costs CPU per request in proportion to its size (PERF-NOTES: 0.4 ms per
         # call at 8 connections, 1.9 ms at 32), so the connections are split over several small pools used in
@@ -238,6 +240,21 @@ class IntercomClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _require_https(base_url: str) -> None:
+    """Defence in depth beside `config`'s own check of INTERCOM_API_URL: whoever builds the client, the token only
+    travels over TLS, or over plain http to this machine (tests and the fake Intercom)."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if parts.scheme == "https" and host:
+        return
+    if parts.scheme == "http" and is_loopback_host(host):
+        return
+    raise ConfigError(
+        "INTERCOM_API_URL",
+        f"the Intercom client refuses `{parts.scheme}://{host}`: use https (plain http only to a loopback address)",
+    )
 
 
 def _split(total: int, parts: int) -> list[int]:

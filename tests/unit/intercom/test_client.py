@@ -11,7 +11,7 @@ import pytest
 
 from intercom_sidecar import __version__
 from intercom_sidecar.config import Config
-from intercom_sidecar.errors import RetryableError
+from intercom_sidecar.errors import ConfigError, RetryableError
 from intercom_sidecar.intercom.client import IntercomClient, IntercomResponse, _split, parse_error_envelope
 from tests.conftest import TEST_TOKEN
 
@@ -264,3 +264,30 @@ async def test_a_protocol_error_does_not_quote_the_request(config_factory: Calla
             await client.request("POST", "/events", endpoint="POST /events", body={})
     assert caught.value.reason == "intercom protocol_error: LocalProtocolError: the request was not sent (POST /events)"
     assert TEST_TOKEN not in _everything_said_about(caught.value)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://api.intercom.io",
+        "http://10.0.0.8:8080",
+        "http://127.example.com",  # a public name that merely starts like a loopback address
+        "ftp://127.0.0.1",
+        "https://",
+    ],
+)
+def test_the_client_refuses_to_send_the_token_in_clear_to_another_host(
+    config_factory: Callable[..., Config], base_url: str
+) -> None:
+    """Whoever builds the client (not only `load_config`): a Config built in code reaches here unchecked."""
+    config = config_factory(base_url=base_url).intercom
+    with pytest.raises(ConfigError, match=r"INTERCOM_API_URL: the Intercom client refuses .* use https") as raised:
+        IntercomClient(config, transport=httpx.MockTransport(Recorder()))
+    assert TEST_TOKEN not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "base_url", ["https://api.eu.intercom.io", "http://127.0.0.1:8089", "http://[::1]:8089", "http://localhost:1"]
+)
+def test_the_client_takes_https_and_loopback_http(config_factory: Callable[..., Config], base_url: str) -> None:
+    IntercomClient(config_factory(base_url=base_url).intercom, transport=httpx.MockTransport(Recorder()))
