@@ -37,7 +37,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY",
-        help="run only this scenario (stream, send, latency-2000, ...)",
+        help="run only this scenario (stream, send, latency, delivery, transport, ...)",
     )
     return parser.parse_args(argv)
 
@@ -53,6 +53,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         send_events=s.send_events // 10,
         paced_seconds=1.0,
         delivery_events=s.delivery_events // 10,
+        transport_calls=s.transport_calls // 10,
         calls_events_per_hour=s.calls_events_per_hour // 10,
     )
 

@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks.scenarios import CEILING, TARGET_LABELS, Run, Scenario
+from benchmarks.scenarios import TARGET_LABELS, Run, Scenario
 
 __all__ = ["format_scenario", "machine_facts", "summarize", "write_json"]
 
@@ -38,16 +38,17 @@ def machine_facts() -> dict[str, Any]:
 
 
 def summarize(scenario: Scenario, runs: dict[str, list[Run]]) -> dict[str, Any]:
-    """Per target, the median of every numeric result; with `ratio`, each sidecar median / the ceiling median."""
+    """Per target, the median of every numeric result; with `ratio`, each other median / the baseline's median."""
     medians: dict[str, dict[str, float]] = {}
     for target, results in runs.items():
         keys = [key for key, value in results[0].items() if type(value) in (int, float)]
         medians[target] = {key: statistics.median(result[key] for result in results) for key in keys}
     summary: dict[str, Any] = {"title": scenario.title, "median": medians, "runs": runs}
-    if scenario.ratio and CEILING in medians:
+    baseline = scenario.baseline
+    if scenario.ratio and baseline in medians:
         key = scenario.metrics[0][0]
-        summary["ratio_to_ceiling"] = {
-            target: {key: medians[target][key] / medians[CEILING][key]} for target in medians if target != CEILING
+        summary[f"ratio_to_{baseline}"] = {
+            target: {key: medians[target][key] / medians[baseline][key]} for target in medians if target != baseline
         }
     return summary
 
@@ -79,10 +80,15 @@ def format_scenario(number: int, scenario: Scenario, summary: dict[str, Any]) ->
     rows = [["", *(TARGET_LABELS[target] for target in targets)]]
     for key, label, spec in scenario.metrics:
         rows.append([label, *(_cell(runs[t], medians[t][key], key, spec) for t in targets)])
-    if "ratio_to_ceiling" in summary:
+    if f"ratio_to_{scenario.baseline}" in summary:
         key, label, _ = scenario.metrics[0]
-        ratios = summary["ratio_to_ceiling"]
-        rows.append([f"{label} ÷ ceiling", *(f"{ratios[t][key]:.3f}" if t in ratios else "" for t in targets)])
+        ratios = summary[f"ratio_to_{scenario.baseline}"]
+        rows.append(
+            [
+                f"{label} ÷ {TARGET_LABELS[scenario.baseline]}",
+                *(f"{ratios[t][key]:.3f}" if t in ratios else "" for t in targets),
+            ]
+        )
     rows.append(["acks (client)", *(_statuses(runs[target]) for target in targets)])
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = [f"{number}. {scenario.title}"]

@@ -20,6 +20,7 @@ from benchmarks.ceiling import run_ceiling
 from benchmarks.client import run_client
 from benchmarks.hosts import run_fake, run_sidecar
 from benchmarks.processes import Child
+from benchmarks.transport import H11, HTTPCORE_ONE_POOL, HTTPCORE_SPLIT, TRANSPORT_LABELS, run_transport_client
 
 __all__ = [
     "CEILING",
@@ -45,6 +46,7 @@ TARGET_LABELS = {
     SIDECAR: "sidecar",
     HELD: "sidecar, delivery held",
     HELD_TRACED: "same, every span recorded",
+    **TRANSPORT_LABELS,
 }
 _HOLD_SECONDS = 60.0
 
@@ -68,6 +70,9 @@ class Settings:
     ack_wait_seconds: float = 3.0
     """After the paced offer, how long to wait for the remaining acks; later ones count as never acked (inf)."""
     delivery_events: int = 2_000
+    transport_calls: int = 2_000
+    transport_concurrency: int = 32
+    transport_latency_seconds: float = 0.05
     calls_events_per_hour: int = 10_000
 
 
@@ -220,6 +225,25 @@ def delivery_run(bench: Bench, kind: str, tag: str) -> Run:
     }
 
 
+def transport_run(bench: Bench, kind: str, tag: str) -> Run:
+    """The HTTP client alone, in a fresh process, against the fake Intercom answering after a set latency."""
+    s = bench.settings
+    bench.fake.call("reset_ledger")
+    bench.fake.call("set_latency", s.transport_latency_seconds)
+    child = Child(f"http-client-{kind}", run_transport_client)
+    try:
+        fake_before = bench.fake.cpu_seconds()
+        fake = bench.fake.info
+        out = child.call(
+            "measure", kind, fake["url"], fake["token"], s.transport_concurrency, s.transport_calls, s.users
+        )
+        fake_cpu = bench.fake.cpu_seconds() - fake_before
+    finally:
+        child.close()
+        bench.fake.call("set_latency", 0.0)
+    return {**out, "fake_cpu_s": round(fake_cpu, 3)}
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
     key: str
@@ -229,7 +253,8 @@ class Scenario:
     metrics: tuple[tuple[str, str, str], ...]
     """(result key, label, format) shown in the table."""
     ratio: bool = False
-    """Show each sidecar column's first metric divided by the ceiling's."""
+    """Show each other column's first metric divided by the baseline's."""
+    baseline: str = CEILING
 
 
 def scenarios(settings: Settings) -> list[Scenario]:
@@ -294,6 +319,21 @@ def scenarios(settings: Settings) -> list[Scenario]:
                 ("seconds", "total s", ".2f"),
                 ("fake_cpu_s", "fake CPU s", ".2f"),
             ),
+        ),
+        Scenario(
+            "transport",
+            f"HTTP client alone: {s.transport_calls:,} POST /events, {s.transport_concurrency} in flight, fake "
+            f"Intercom answering after {s.transport_latency_seconds * 1e3:g} ms",
+            (HTTPCORE_ONE_POOL, HTTPCORE_SPLIT, H11),
+            transport_run,
+            (
+                ("client_cpu_ms_per_call", "client CPU ms/call", ".3f"),
+                ("calls_per_s", "calls/s", ",.0f"),
+                ("client_cpu_s", "client CPU s", ".2f"),
+                ("fake_cpu_s", "fake CPU s", ".2f"),
+            ),
+            ratio=True,
+            baseline=HTTPCORE_SPLIT,
         ),
     ]
 

@@ -1,5 +1,8 @@
 """`IntercomClient`: pooled httpx clients with Intercom's headers; transport failures mapped once.
 
+Requests go through `H11Transport` (`transport.py`) unless a transport is injected (tests) or the environment
+names an HTTP(S) proxy, in which case httpx's own transport (httpcore) carries them and honours the proxy.
+
 Every request carries `Authorization: Bearer <token>`, `Intercom-Version` and `Accept: application/json`.
 Responses of any status come back as `IntercomResponse`, with Intercom's error envelope
 (`{"type": "error.list", "errors": [{"code", "message"}]}`) parsed; `raise_for` judges the status with
@@ -11,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,11 +28,12 @@ from intercom_sidecar.config import IntercomConfig, Secret, is_loopback_host
 from intercom_sidecar.delivery.classify import error_for_status
 from intercom_sidecar.delivery.ratelimit import RateLimiter
 from intercom_sidecar.errors import ConfigError, PermanentError, RetryableError
+from intercom_sidecar.intercom.transport import H11Transport
 from intercom_sidecar.telemetry import spans
 from intercom_sidecar.telemetry.logs import redact
 from intercom_sidecar.telemetry.metrics import Metrics
 
-__all__ = ["IntercomClient", "IntercomResponse", "id_of", "parse_error_envelope", "raise_for"]
+__all__ = ["IntercomClient", "IntercomResponse", "id_of", "parse_error_envelope", "proxy_configured", "raise_for"]
 
 _MAX_MESSAGE_CHARS = 500
 _CONNECTIONS_PER_POOL = 4
@@ -129,9 +134,12 @@ class IntercomClient:
         _require_https(config.base_url)
         self._host = urlsplit(config.base_url).hostname or ""
         # httpcore's pool bookkeeping costs CPU per request in proportion to its size (PERF-NOTES: 0.4 ms per
-        # call at 8 connections, 1.9 ms at 32), so the connections are split over several small pools used in
-        # turn rather than held in one large one.
+        # call at 8 connections, 1.9 ms at 32), so with it the connections are split over several small pools
+        # used in turn rather than held in one large one. H11Transport's cost does not grow so: one pool.
         pools = -(-config.max_connections // _CONNECTIONS_PER_POOL)
+        if transport is None and not proxy_configured(config.base_url):
+            transport = H11Transport(max_connections=config.max_connections)
+            pools = 1
         self._pools = [
             httpx.AsyncClient(
                 base_url=config.base_url,
@@ -255,6 +263,13 @@ def _require_https(base_url: str) -> None:
         "INTERCOM_API_URL",
         f"the Intercom client refuses `{parts.scheme}://{host}`: use https (plain http only to a loopback address)",
     )
+
+
+def proxy_configured(url: str) -> bool:
+    """True when the environment names a proxy for `url`'s scheme (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, any
+    case). httpx's default transport then handles it, `NO_PROXY` included."""
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get(urlsplit(url).scheme) or proxies.get("all"))
 
 
 def _split(total: int, parts: int) -> list[int]:
