@@ -45,9 +45,7 @@ def _events(user_id: str) -> list[event_pb2.Event]:
             message_id=f"python-track-{run}",
             user_id=user_id,
             timestamp=now,
-            track=event_pb2.Track(
-                event="Order Completed", properties=_struct({"revenue": 19.99, "currency": "USD"})
-            ),
+            track=event_pb2.Track(event="Order Completed", properties=_struct({"revenue": 19.99, "currency": "USD"})),
         ),
     ]
 
