@@ -1,4 +1,4 @@
-"""The `intercom-sidecar` command: `serve`, `send`, `dlq`, `fake-intercom`. The only place that exits the process."""
+"""The `intercom-sidecar` command: `serve`, `check`, `send`, `dlq`, `fake-intercom`. The only place that exits the process."""
 
 from __future__ import annotations
 
@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
         "--fake-intercom-port", type=int, default=8089, help="port of the embedded fake Intercom (default 8089)"
     )
     serve.set_defaults(run=_serve)
+
+    from intercom_sidecar.cli import check
+
+    check_parser = commands.add_parser("check", help="validate the configuration and the token against Intercom")
+    check.add_arguments(check_parser)
+    check_parser.set_defaults(run=check.run)
 
     from intercom_sidecar.cli import send
 
