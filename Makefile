@@ -5,7 +5,7 @@ UV := python3 -m uv
 BUF_VERSION := 1.75.0
 RUN := $(UV) run --frozen
 
-.PHONY: setup run test e2e lint fmt typecheck proto proto-check buf-lint audit check bench clean
+.PHONY: setup run test e2e lint fmt typecheck proto proto-check buf-lint buf-breaking buf-baseline audit check bench clean
 
 setup: .venv/.synced
 
@@ -52,13 +52,19 @@ proto-check: proto ## fail if the committed generated code is not what proto/ pr
 buf-lint: ## lint the .proto files with buf (from the npm registry; needs npm)
 	cd proto && npx --yes @bufbuild/buf@$(BUF_VERSION) lint
 
+buf-breaking: ## fail on a breaking change to proto/ since the last release (the image proto/buf.baseline.binpb)
+	cd proto && npx --yes @bufbuild/buf@$(BUF_VERSION) breaking --against buf.baseline.binpb
+
+buf-baseline: ## at a release: make proto/ as it is now the baseline of buf-breaking (then commit the image)
+	cd proto && npx --yes @bufbuild/buf@$(BUF_VERSION) build -o buf.baseline.binpb
+
+check: lint typecheck proto-check buf-lint buf-breaking test ## everything CI runs
+
 audit: setup ## known vulnerabilities in the exact runtime dependencies of uv.lock (asks PyPI's advisory data)
 	@requirements=$$(mktemp) && trap 'rm -f "$$requirements"' EXIT \
 		&& $(UV) export --quiet --frozen --no-dev --no-emit-project --format requirements-txt \
 			--output-file "$$requirements" \
 		&& $(RUN) pip-audit --strict --require-hashes --disable-pip --progress-spinner off --requirement "$$requirements"
-
-check: lint typecheck proto-check buf-lint test ## everything CI runs
 
 bench: setup
 	$(RUN) python -m benchmarks

@@ -1,4 +1,8 @@
-"""The `intercom-sidecar` command: `serve`, `send`, `dlq`, `fake-intercom`. The only place that exits the process."""
+"""The `intercom-sidecar` command: `serve`, `check`, `send`, `dlq`, `fake-intercom`.
+
+The only place that exits the process. An unexpected exception becomes one line on standard error and exit status
+70, unless `--debug` asks for the traceback.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # a bug or an unforeseen failure: one line, unless asked for the traceback
+        if args.debug:
+            raise
+        from intercom_sidecar.telemetry.logs import redact
+
+        print(
+            f"intercom-sidecar: unexpected error: {type(error).__name__}: {redact(str(error))} "
+            "(rerun as `intercom-sidecar --debug ...` for the traceback)",
+            file=sys.stderr,
+        )
+        return 70  # EX_SOFTWARE
     return code
 
 
@@ -37,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="intercom-sidecar", description="Deliver Segment-spec events to Intercom over gRPC."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the sidecar (settings from the environment)")
@@ -50,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         "--fake-intercom-port", type=int, default=8089, help="port of the embedded fake Intercom (default 8089)"
     )
     serve.set_defaults(run=_serve)
+
+    from intercom_sidecar.cli import check
+
+    check_parser = commands.add_parser("check", help="validate the configuration and the token against Intercom")
+    check.add_arguments(check_parser)
+    check_parser.set_defaults(run=check.run)
 
     from intercom_sidecar.cli import send
 
