@@ -55,6 +55,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         delivery_events=s.delivery_events // 10,
         transport_calls=s.transport_calls // 10,
         calls_events_per_hour=s.calls_events_per_hour // 10,
+        backlog_events=s.backlog_events // 10,
+        backlog_seconds=5.0,
     )
 
 

@@ -89,7 +89,8 @@ def format_scenario(number: int, scenario: Scenario, summary: dict[str, Any]) ->
                 *(f"{ratios[t][key]:.3f}" if t in ratios else "" for t in targets),
             ]
         )
-    rows.append(["acks (client)", *(_statuses(runs[target]) for target in targets)])
+    if all("statuses" in run for target in targets for run in runs[target]):
+        rows.append(["acks (client)", *(_statuses(runs[target]) for target in targets)])
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = [f"{number}. {scenario.title}"]
     lines += ["   " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]

@@ -9,13 +9,18 @@ the intake path.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import multiprocessing
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from benchmarks.backlog import fill_spool, run_backlog_sidecar
 from benchmarks.ceiling import run_ceiling
 from benchmarks.client import run_client
 from benchmarks.hosts import run_fake, run_sidecar
@@ -23,7 +28,9 @@ from benchmarks.processes import Child
 from benchmarks.transport import H11, HTTPCORE_ONE_POOL, HTTPCORE_SPLIT, TRANSPORT_LABELS, run_transport_client
 
 __all__ = [
+    "BACKLOG",
     "CEILING",
+    "EMPTY_SPOOL",
     "HELD",
     "HELD_TRACED",
     "SIDECAR",
@@ -41,7 +48,11 @@ CEILING = "ceiling"
 SIDECAR = "sidecar"
 HELD = "sidecar-held"
 HELD_TRACED = "sidecar-held-traced"
+EMPTY_SPOOL = "sidecar-empty-spool"
+BACKLOG = "sidecar-backlog"
 TARGET_LABELS = {
+    EMPTY_SPOOL: "sidecar, empty spool",
+    BACKLOG: "sidecar, spool backlog",
     CEILING: "ceiling",
     SIDECAR: "sidecar",
     HELD: "sidecar, delivery held",
@@ -74,6 +85,9 @@ class Settings:
     transport_concurrency: int = 32
     transport_latency_seconds: float = 0.05
     calls_events_per_hour: int = 10_000
+    backlog_events: int = 1_000_000
+    backlog_seconds: float = 20.0
+    """How long the sidecar delivers from the backlog before its memory is read."""
 
 
 @dataclass
@@ -244,6 +258,41 @@ def transport_run(bench: Bench, kind: str, tag: str) -> Run:
     return {**out, "fake_cpu_s": round(fake_cpu, 3)}
 
 
+def backlog_run(bench: Bench, kind: str, tag: str) -> Run:
+    """A sidecar started on a spool holding the backlog (or none), delivering for a while at Intercom-like latency."""
+    s = bench.settings
+    events = s.backlog_events if kind == BACKLOG else 0
+    with tempfile.TemporaryDirectory(prefix="bench-backlog-") as spool_dir:
+        fill_seconds = 0.0
+        if events:
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                fill_seconds = pool.submit(fill_spool, Path(spool_dir), events, s.users).result()
+        bench.fake.call("reset_ledger")
+        bench.fake.call("set_latency", s.transport_latency_seconds)
+        fake = bench.fake.info
+        child = Child(kind, run_backlog_sidecar, fake["url"], fake["token"], spool_dir, events, start_timeout=600)
+        try:
+            cpu_before = child.cpu_seconds()
+            pending_before = child.call("pending")
+            time.sleep(s.backlog_seconds)  # the measurement window: the sidecar delivers meanwhile
+            memory = child.call("memory")
+            pending_after = child.call("pending")
+            cpu = child.cpu_seconds() - cpu_before
+        finally:
+            child.close()
+            bench.fake.call("set_latency", 0.0)
+    return {
+        "backlog": pending_before,
+        "rss_mib": memory["rss_kib"] / 1024,
+        "peak_rss_mib": memory["peak_rss_kib"] / 1024,
+        "rss_after_start_mib": child.info["rss_kib"] / 1024,
+        "start_seconds": child.info["start_seconds"],
+        "delivered_events_per_s": (pending_before - pending_after) / s.backlog_seconds,
+        "cpu_cores": cpu / s.backlog_seconds,
+        "fill_seconds": fill_seconds,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
     key: str
@@ -319,6 +368,24 @@ def scenarios(settings: Settings) -> list[Scenario]:
                 ("seconds", "total s", ".2f"),
                 ("fake_cpu_s", "fake CPU s", ".2f"),
             ),
+        ),
+        Scenario(
+            "backlog",
+            f"Memory with a backlog: the sidecar started on a spool of {s.backlog_events:,} pending events (or none), "
+            f"then delivering for {s.backlog_seconds:g} s, fake Intercom answering after "
+            f"{s.transport_latency_seconds * 1e3:g} ms",
+            (EMPTY_SPOOL, BACKLOG),
+            backlog_run,
+            (
+                ("peak_rss_mib", "peak RSS MiB", ",.0f"),
+                ("rss_after_start_mib", "RSS after start MiB", ",.0f"),
+                ("backlog", "pending at start", ",.0f"),
+                ("start_seconds", "start s", ".2f"),
+                ("delivered_events_per_s", "delivered events/s", ",.0f"),
+                ("cpu_cores", "CPU cores", ".2f"),
+            ),
+            ratio=True,
+            baseline=EMPTY_SPOOL,
         ),
         Scenario(
             "transport",

@@ -135,16 +135,25 @@ async def _stream(args: argparse.Namespace, events: list[event_pb2.Event], progr
                 acks.append(ack)
                 progress.update(acked=1)
         except grpc.aio.AioRpcError as exc:
-            return _Outcome(acks, describe_rpc_error(target, exc.code(), exc.details() or "", timeout, len(acks)))
+            tls = bool(args.tls_ca or args.tls_cert)
+            details = exc.details() or ""
+            return _Outcome(acks, describe_rpc_error(target, exc.code(), details, timeout, len(acks), tls=tls))
     return _Outcome(acks)
 
 
-def describe_rpc_error(target: str, code: grpc.StatusCode, details: str, timeout: float, acked: int) -> str:
+def describe_rpc_error(
+    target: str, code: grpc.StatusCode, details: str, timeout: float, acked: int, *, tls: bool = False
+) -> str:
     """One line: what went wrong with the call to the sidecar, and what to do about it."""
     said = f"{code.name}: {details}" if details else code.name
     if code is grpc.StatusCode.UNAVAILABLE and not acked:
         # gRPC's details nest causes ("failed to connect to all addresses; ...: Connection refused"); the last says it
         cause = details.rsplit(": ", 1)[-1].strip(" []") or code.name
+        if tls:
+            return (
+                f"cannot reach the sidecar at {target} over TLS (UNAVAILABLE: {cause}): is it running, and do "
+                "--tls-ca, --tls-cert and --tls-key match what it expects?"
+            )
         return (
             f"cannot reach the sidecar at {target} ({cause}): is it running? (start it with `make run`; see --target)"
         )

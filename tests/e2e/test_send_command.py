@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from intercom_sidecar import __main__ as command_line
+from intercom_sidecar.__main__ import _parser
 from intercom_sidecar.cli import send
 from tests.e2e.conftest import Sidecar
 from tests.ports import closed_loopback_port
@@ -28,9 +29,9 @@ class Terminal(io.StringIO):
 
 
 def arguments(target: str, *files: str, json_output: bool | None = None) -> argparse.Namespace:
-    return argparse.Namespace(
-        files=list(files) or ["-"], target=target, ack_mode="accepted", json=json_output, timeout=30.0
-    )
+    """`send`'s arguments as its own parser makes them (connection options included)."""
+    output = [] if json_output is None else ["--json" if json_output else "--table"]
+    return _parser().parse_args(["send", "--target", target, "--timeout", "30", *output, *files])
 
 
 async def test_a_pretty_printed_event_from_stdin_prints_json_lines_when_piped(

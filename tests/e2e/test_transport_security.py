@@ -350,13 +350,13 @@ async def test_send_reaches_a_locked_down_sidecar(
     assert await run(*mtls, "--auth-token-file", str(token_file)) == 0
     assert '"status": "ACCEPTED"' in capsys.readouterr().out
 
-    assert await run(*mtls) == 1  # no token
+    assert await run(*mtls) == 2  # no token: the call fails
     assert "UNAUTHENTICATED" in capsys.readouterr().err
 
     monkeypatch.setenv("INTERCOM_SIDECAR_AUTH_TOKEN", AUTH)
     assert await run(*mtls) == 0, "the token from the environment"
-    assert await run() == 1  # no client certificate
-    assert "UNAVAILABLE" in capsys.readouterr().err
+    assert await run() == 2  # no client certificate
+    assert "over TLS (UNAVAILABLE" in capsys.readouterr().err
 
 
 def test_serve_refuses_plain_text_beyond_loopback(tmp_path: Path) -> None:
