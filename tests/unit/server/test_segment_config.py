@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from intercom_sidecar.config import SegmentConfig, Secret, load_config
+from intercom_sidecar.config import Secret, SegmentConfig, load_config
 from intercom_sidecar.errors import ConfigError
 
 BASE = {"INTERCOM_ACCESS_TOKEN": "tok_segment_config"}
@@ -84,4 +84,6 @@ def test_an_empty_keys_file_is_refused(tmp_path: Path) -> None:
     path.write_text("# nothing yet\n\n")
     with pytest.raises(ConfigError) as error:
         segment(INTERCOM_SIDECAR_SEGMENT_WRITE_KEYS_FILE=str(path))
-    assert str(error.value) == f"INTERCOM_SIDECAR_SEGMENT_WRITE_KEYS_FILE: {str(path)!r} holds no write key (one per line)"
+    assert (
+        str(error.value) == f"INTERCOM_SIDECAR_SEGMENT_WRITE_KEYS_FILE: {str(path)!r} holds no write key (one per line)"
+    )

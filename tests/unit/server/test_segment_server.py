@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.context import Context
 from opentelemetry.trace import get_current_span
 
-from intercom_sidecar.config import SegmentConfig, Secret
+from intercom_sidecar.config import Secret, SegmentConfig
 from intercom_sidecar.errors import InvalidEventError
 from intercom_sidecar.http_server import Request, Response
 from intercom_sidecar.model.acks import AckInfo, AckStatus
