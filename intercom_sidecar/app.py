@@ -1,4 +1,5 @@
-"""Wiring and lifecycle: tracer -> Intercom client -> delivery pipeline -> gRPC server -> health SERVING.
+"""Wiring and lifecycle: tracer -> Intercom client -> delivery pipeline -> gRPC server -> Segment HTTP API ->
+health SERVING.
 
 `start()` builds and starts everything in that order; `stop()` undoes it in reverse, and is idempotent.
 """

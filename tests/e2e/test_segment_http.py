@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -277,3 +278,28 @@ async def test_after_stop_the_api_no_longer_listens(sidecar: Sidecar) -> None:
     await sidecar.app.stop()
     with pytest.raises(httpx.ConnectError):
         await post(sidecar, "/v1/track", track("late-1"))
+
+
+async def test_write_keys_never_show_in_logs_spans_or_answers(
+    start_sidecar: SidecarFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sidecar = await with_key(start_sidecar)
+    auth = httpx.BasicAuth(WRITE_KEY, "")
+    answers = []
+    async with httpx.AsyncClient(base_url=url(sidecar), timeout=DEADLINE) as client:
+        for path, body, credentials in [
+            ("/v1/track", track("key-1"), auth),
+            ("/v1/track", {"userId": "u", "event": ""}, auth),
+            ("/v1/track", track("key-2"), httpx.BasicAuth(WRITE_KEY + "-wrong", "")),
+            ("/v1/batch", {"batch": [track("key-3")], "writeKey": "whatever"}, None),
+        ]:
+            response = await client.post(path, json=body, auth=credentials)
+            answers.append(f"{response.status_code} {response.headers} {response.text}")
+    assert [answer[:3] for answer in answers] == ["200", "400", "401", "401"]
+    await delivered(sidecar)
+    await sidecar.app.stop()
+    spans = [json.dumps(dict(span.attributes or {})) + str(span.events) for span in sidecar.spans.get_finished_spans()]
+    for place, text in [("logs", caplog.text), ("answers", "\n".join(answers)), ("spans", "\n".join(spans))]:
+        assert WRITE_KEY not in text, f"the write key is in the {place}"
+    assert "Serving the Segment HTTP API on `http://127.0.0.1:" in caplog.text
