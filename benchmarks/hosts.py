@@ -19,7 +19,15 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from benchmarks.events import user_id
 from benchmarks.processes import Commands, quiet_logging, serve_commands
 from intercom_sidecar.app import App
-from intercom_sidecar.config import Config, IntercomConfig, QueueConfig, Secret, ServerConfig, SpoolConfig
+from intercom_sidecar.config import (
+    Config,
+    IntercomConfig,
+    QueueConfig,
+    Secret,
+    SegmentConfig,
+    ServerConfig,
+    SpoolConfig,
+)
 from intercom_sidecar.fake import FakeIntercom
 from intercom_sidecar.telemetry.setup import make_tracer_provider
 
@@ -39,6 +47,7 @@ def sidecar_config(fake_url: str, token: str, spool_dir: Path | None = None) -> 
     return Config(
         intercom=IntercomConfig(token=Secret(token), base_url=fake_url),
         server=ServerConfig(listen="127.0.0.1:0", shutdown_grace_seconds=0.5),
+        segment=SegmentConfig(listen=""),
         queue=QueueConfig(max_events=QUEUE_MAX_EVENTS),
         spool=SpoolConfig(
             kind="sqlite",

@@ -1,4 +1,5 @@
-"""Wiring and lifecycle: tracer -> Intercom client -> delivery pipeline -> gRPC server -> health SERVING.
+"""Wiring and lifecycle: tracer -> Intercom client -> delivery pipeline -> gRPC server -> Segment HTTP API ->
+health SERVING.
 
 `start()` builds and starts everything in that order; `stop()` undoes it in reverse, and is idempotent.
 """
@@ -44,6 +45,7 @@ from intercom_sidecar.server.grpc_servers import (
     listening_on,
     set_health,
 )
+from intercom_sidecar.server.segment_http import SegmentHttpServer
 from intercom_sidecar.server.servicer import EventServicer
 from intercom_sidecar.server.tls import CertificateFiles, server_credentials
 from intercom_sidecar.telemetry import names
@@ -101,6 +103,9 @@ class App:
         self.health_port = 0
         """The health port actually bound, when INTERCOM_SIDECAR_HEALTH_LISTEN is set."""
         self._servicer: EventServicer | None = None
+        self._segment: SegmentHttpServer | None = None
+        self.segment_port = 0
+        """The Segment HTTP API's port actually bound, when INTERCOM_SIDECAR_SEGMENT_LISTEN is set."""
         self._health = HealthServicer()
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -122,6 +127,7 @@ class App:
             config.mapping.identity_secret,
             config.server.auth_token,
             config.spool.dead_letter_key,
+            *config.segment.write_keys,
         )
         for secret in secrets:
             if secret is not None:
@@ -204,10 +210,20 @@ class App:
         await server.start()
         if self._health_server is not None:
             await self._health_server.start()
+        if config.segment.listen:  # before readiness: a ready sidecar serves both APIs
+            self._segment = SegmentHttpServer(intake, self._limits, config.segment)
+            try:
+                self.segment_port = await self._segment.start()
+            except ConfigError:
+                await self.stop()
+                raise
         await set_health(self._health, (*READINESS_SERVICES, LIVENESS_SERVICE), serving=True)
         _log.info("Listening for gRPC on `%s`.", listening_on(config.server.listen, self.port))
         if self._health_server is not None:
             _log.info("Serving gRPC health on `%s`.", listening_on(config.server.health_listen, self.health_port))
+        if self._segment is not None:
+            where = listening_on(config.segment.listen, self.segment_port)
+            _log.info("Serving the Segment HTTP API on `http://%s` (POST /v1/batch, /v1/track, ...).", where)
         if config.server.metrics_listen:
             host, _, port = config.server.metrics_listen.rpartition(":")
             self._admin_server = AdminServer()
@@ -236,8 +252,14 @@ class App:
         # 2. New events get RETRY_LATER from here on (appends under way finish: those events are durable); the
         #    queue is delivered for up to the grace period, which also settles every ack that delivered-mode
         #    callers are waiting for. What is left stays in the spool for the next start.
+        #    The Segment HTTP API answers new requests 503; those under way get their acks once the spooler
+        #    closes, and are answered before the API stops listening.
+        if self._segment is not None:
+            self._segment.close()
         if self._spooler is not None:
             await self._spooler.close()
+        if self._segment is not None:
+            await self._segment.stop()
         if self._pipeline is not None:
             await self._pipeline.shutdown(grace)
         # 3. Open streams write the acks they owe and end; the server stops with what is left of the grace.

@@ -31,6 +31,7 @@ __all__ = [
     "QueueConfig",
     "RetryConfig",
     "Secret",
+    "SegmentConfig",
     "ServerConfig",
     "SpoolConfig",
     "TlsConfig",
@@ -125,6 +126,16 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SegmentConfig:
+    """The Segment-compatible HTTP tracking API (`server/segment_http.py`)."""
+
+    listen: str = "127.0.0.1:8088"
+    """Where `/v1/track`, `/v1/batch`, ... are served; empty for none. Off loopback only with write keys."""
+    write_keys: tuple[Secret, ...] = ()
+    """Accepted write keys (the HTTP basic auth user name); none accepts any caller, which only loopback allows."""
+
+
+@dataclass(frozen=True, slots=True)
 class QueueConfig:
     max_events: int = 10_000
     """The delivery window: events held in memory for delivery; a backlog beyond it waits in the spool only."""
@@ -193,6 +204,7 @@ class MappingConfig:
 class Config:
     intercom: IntercomConfig
     server: ServerConfig = field(default_factory=ServerConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -235,6 +247,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             auth_token=_read_auth_token(env),
             auth_token_file=_path_or_none(env, "INTERCOM_SIDECAR_AUTH_TOKEN_FILE"),
         ),
+        segment=_read_segment(env),
         queue=QueueConfig(
             max_events=reader.get("INTERCOM_SIDECAR_QUEUE_MAX_EVENTS", int, 10_000, _positive),
             workers=reader.get("INTERCOM_SIDECAR_WORKERS", int, 16, _positive),
@@ -372,6 +385,39 @@ def _read_dead_letter_key(env: Mapping[str, str]) -> Secret | None:
     if len(raw) != 32:
         raise ConfigError(_DEAD_LETTER_KEY_FILE, "must hold 32 random bytes in base64 (e.g. `openssl rand -base64 32`)")
     return key
+
+
+_SEGMENT_LISTEN = "INTERCOM_SIDECAR_SEGMENT_LISTEN"
+_SEGMENT_KEYS = "INTERCOM_SIDECAR_SEGMENT_WRITE_KEYS"
+_SEGMENT_KEYS_FILE = "INTERCOM_SIDECAR_SEGMENT_WRITE_KEYS_FILE"
+
+
+def _read_segment(env: Mapping[str, str]) -> SegmentConfig:
+    """Unlike other settings, an empty `INTERCOM_SIDECAR_SEGMENT_LISTEN` is not the default: it turns the API off."""
+    listen = env.get(_SEGMENT_LISTEN, "127.0.0.1:8088").strip()
+    if listen and (problem := _host_port(listen)):
+        raise ConfigError(_SEGMENT_LISTEN, f"{problem.replace('50051', '8088')}, got {listen!r}")
+    path = env.get(_SEGMENT_KEYS_FILE, "").strip()
+    if path:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(_SEGMENT_KEYS_FILE, f"cannot read {path!r}: {getattr(exc, 'strerror', exc)}") from None
+        raw = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+        if not raw:
+            raise ConfigError(_SEGMENT_KEYS_FILE, f"{path!r} holds no write key (one per line)")
+        keys = tuple(_checked_secret(_SEGMENT_KEYS_FILE, key) for key in raw)
+    else:
+        raw = [key.strip() for key in env.get(_SEGMENT_KEYS, "").split(",") if key.strip()]
+        keys = tuple(_checked_secret(_SEGMENT_KEYS, key) for key in raw)
+    host = listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
+    if listen and not keys and not _is_loopback(host):
+        raise ConfigError(
+            _SEGMENT_LISTEN,
+            f"{listen!r} is not a loopback address: set {_SEGMENT_KEYS_FILE} (or {_SEGMENT_KEYS}) so that callers "
+            "must send a write key, or listen on 127.0.0.1",
+        )
+    return SegmentConfig(listen=listen, write_keys=keys)
 
 
 def _read_secret(env: Mapping[str, str], key: str, file_key: str) -> Secret | None:

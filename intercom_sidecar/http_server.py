@@ -82,11 +82,15 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def _raw_error(status: int, message: str, error_body: ErrorBody) -> bytes:
+def _reason(status: int) -> str:
     try:
-        reason = HTTPStatus(status).phrase
+        return HTTPStatus(status).phrase
     except ValueError:
-        reason = "Error"
+        return "Error" if status >= 400 else ""
+
+
+def _raw_error(status: int, message: str, error_body: ErrorBody) -> bytes:
+    reason = _reason(status)
     content_type, body = error_body(status, message)
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\n"
@@ -231,7 +235,8 @@ class _Connection(asyncio.Protocol):
             headers.append((b"content-length", str(len(response.body)).encode("ascii")))
         if self._server.closing:
             headers.append((b"connection", b"close"))
-        data = self._h11.send(h11.Response(status_code=response.status, headers=headers))
+        reason = _reason(response.status).encode("ascii")  # SDKs show it (`[400] Bad Request`)
+        data = self._h11.send(h11.Response(status_code=response.status, headers=headers, reason=reason))
         parts = [data or b""]
         if response.body:
             parts.append(self._h11.send(h11.Data(data=response.body)) or b"")

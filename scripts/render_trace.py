@@ -25,7 +25,15 @@ from opentelemetry.trace import set_span_in_context
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2, service_pb2_grpc
 from intercom_sidecar.app import App
-from intercom_sidecar.config import Config, IntercomConfig, RetryConfig, SegmentConfig, Secret, ServerConfig, SpoolConfig
+from intercom_sidecar.config import (
+    Config,
+    IntercomConfig,
+    RetryConfig,
+    Secret,
+    SegmentConfig,
+    ServerConfig,
+    SpoolConfig,
+)
 from intercom_sidecar.fake import FakeIntercom
 from intercom_sidecar.telemetry.setup import make_tracer_provider
 
@@ -120,9 +128,10 @@ def render_svg(spans: Sequence[ReadableSpan]) -> str:
         y = _ROW * number + 6
         x = _LABEL_WIDTH + ((span.start_time or start) - start) * scale
         bar = max(((span.end_time or end) - (span.start_time or start)) * scale, 1.5)
-        failed = span.status.status_code.name == "ERROR" or (span.attributes or {}).get(
-            "http.response.status_code", 200
-        ) >= 500  # type: ignore[operator]
+        failed = (
+            span.status.status_code.name == "ERROR"
+            or (span.attributes or {}).get("http.response.status_code", 200) >= 500
+        )  # type: ignore[operator]
         color = "#d9534f" if failed else ("#7a8fa6" if depth == 0 else "#3b82c4")
         details = ", ".join(
             f"{key.rsplit('.', 1)[-1]}={(span.attributes or {})[key]}"

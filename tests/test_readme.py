@@ -37,6 +37,7 @@ def test_every_setting_is_in_the_readme_table_once() -> None:
     ("name", "value"),
     [
         ("INTERCOM_SIDECAR_LISTEN", lambda c: c.server.listen),
+        ("INTERCOM_SIDECAR_SEGMENT_LISTEN", lambda c: c.segment.listen),
         ("INTERCOM_SIDECAR_QUEUE_MAX_EVENTS", lambda c: c.queue.max_events),
         ("INTERCOM_SIDECAR_WORKERS", lambda c: c.queue.workers),
         ("INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS", lambda c: c.server.shutdown_grace_seconds),

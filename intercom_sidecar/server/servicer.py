@@ -23,7 +23,7 @@ from intercom_sidecar.model.from_proto import DecodeLimits, event_from_proto
 from intercom_sidecar.server.acks import ack_to_proto
 from intercom_sidecar.telemetry.spans import context_from_carrier
 
-__all__ = ["ACK_MODE_KEY", "EventServicer"]
+__all__ = ["ACK_MODE_KEY", "EventServicer", "submit_event"]
 
 ACK_MODE_KEY = "x-ack-mode"
 _ACK_MODES = {"accepted": False, "delivered": True}
@@ -117,17 +117,26 @@ class EventServicer(service_pb2_grpc.EventServiceServicer):
     def _submit(
         self, message: event_pb2.Event, wait: bool, parent: Context | None
     ) -> AckInfo | asyncio.Future[AckInfo]:
-        def decode(now: float) -> Event:
-            return event_from_proto(message, now=now, limits=self._limits)
+        return submit_event(self._intake, message, self._limits, wait=wait, parent=parent)
 
-        def payload(traceparent: str) -> bytes:
-            message.trace_context.clear()
-            message.trace_context["traceparent"] = traceparent
-            return message.SerializeToString()
 
-        if message.trace_context:
-            parent = context_from_carrier(message.trace_context) or parent
-        return self._intake.submit(message.message_id, decode, payload, wait=wait, parent=parent)
+def submit_event(
+    intake: Intake, message: event_pb2.Event, limits: DecodeLimits, *, wait: bool, parent: Context | None
+) -> AckInfo | asyncio.Future[AckInfo]:
+    """Hand one protobuf event to `intake` (gRPC and the Segment HTTP API both come through here): validated by
+    `event_from_proto`, spooled as serialized protobuf with its event span's `traceparent`."""
+
+    def decode(now: float) -> Event:
+        return event_from_proto(message, now=now, limits=limits)
+
+    def payload(traceparent: str) -> bytes:
+        message.trace_context.clear()
+        message.trace_context["traceparent"] = traceparent
+        return message.SerializeToString()
+
+    if message.trace_context:
+        parent = context_from_carrier(message.trace_context) or parent
+    return intake.submit(message.message_id, decode, payload, wait=wait, parent=parent)
 
 
 async def _call_options(context: grpc.aio.ServicerContext[object, object]) -> tuple[bool, Context | None]:

@@ -213,6 +213,7 @@ def container_env(objects: list[Object], dirs: PodDirs, api_url: str, **override
     )
     env.update(
         INTERCOM_API_URL=api_url,
+        INTERCOM_SIDECAR_SEGMENT_LISTEN="127.0.0.1:0",  # its default port may be taken on a shared machine
         TMPDIR=str(dirs.tmp),
         HOME=str(dirs.workdir),
         PATH=f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",

@@ -20,6 +20,7 @@ from intercom_sidecar.config import (
     QueueConfig,
     RetryConfig,
     Secret,
+    SegmentConfig,
     ServerConfig,
     SpoolConfig,
 )
@@ -62,6 +63,7 @@ def sidecar_config(fake: FakeIntercom, spool_dir: Path, **sections: Any) -> Conf
     config = Config(
         intercom=IntercomConfig(token=Secret(fake.token), base_url=fake.url, timeout_seconds=5.0),
         server=ServerConfig(listen="127.0.0.1:0", shutdown_grace_seconds=5.0),
+        segment=SegmentConfig(listen="127.0.0.1:0"),
         queue=QueueConfig(max_events=1000, workers=4),
         retry=RetryConfig(initial_backoff_seconds=0.01, max_backoff_seconds=0.05, max_elapsed_seconds=5.0),
         spool=SpoolConfig(kind="sqlite", directory=spool_dir),

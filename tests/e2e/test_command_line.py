@@ -28,6 +28,7 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
         **os.environ,
         "INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS": "5",
         "INTERCOM_SIDECAR_SPOOL_DIR": str(tmp_path / "spool"),
+        "INTERCOM_SIDECAR_SEGMENT_LISTEN": "127.0.0.1:0",
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("INTERCOM_ACCESS_TOKEN", None)

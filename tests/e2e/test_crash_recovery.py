@@ -111,6 +111,7 @@ async def spawn_sidecar(fake: FakeIntercom, tmp_path: Path) -> AsyncIterator[Cal
         "INTERCOM_SIDECAR_RETRY_INITIAL_BACKOFF_SECONDS": "0.05",
         "INTERCOM_SIDECAR_RETRY_MAX_BACKOFF_SECONDS": "0.2",
         "INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS": "5",
+        "INTERCOM_SIDECAR_SEGMENT_LISTEN": "127.0.0.1:0",
         "INTERCOM_SIDECAR_LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",
     }
