@@ -116,7 +116,7 @@ def render_svg(spans: Sequence[ReadableSpan]) -> str:
     end = max(span.end_time or 0 for span in spans)
     scale = _BAR_WIDTH / max(end - start, 1)
     height = _ROW * (len(rows) + 2)
-    width = _LABEL_WIDTH + _BAR_WIDTH + 260
+    width = _LABEL_WIDTH + _BAR_WIDTH + 360
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" '
         'font-size="12">',
