@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     print(
         f"sidecar: its defaults ({config['queue']['workers']} workers, {config['intercom_max_connections']} HTTP "
-        f"connections), queue max_events={config['queue']['max_events']:,}; tracing on, not exported"
+        f"connections), delivery window {config['queue']['max_events']:,} events; tracing on, not exported"
     )
     print(f"medians of {settings.repeats} run(s); [each run] in brackets; µs and ms are per event / per call\n")
     print("\n\n".join(tables))

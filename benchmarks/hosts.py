@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import dataclasses
 import io
 import pstats
 import tempfile
@@ -31,35 +32,44 @@ from intercom_sidecar.config import (
 from intercom_sidecar.fake import FakeIntercom
 from intercom_sidecar.telemetry.setup import make_tracer_provider
 
-__all__ = ["QUEUE_MAX_EVENTS", "run_fake", "run_sidecar", "sidecar_config"]
+__all__ = ["SPOOL_MAX_EVENTS", "run_fake", "run_sidecar", "sidecar_config"]
 
-QUEUE_MAX_EVENTS = 1_000_000
-"""Large enough that no benchmark event is refused for a full queue (they would be acked RETRY_LATER)."""
+SPOOL_MAX_EVENTS = 10_000_000
+"""Large enough that no benchmark event is refused for a full spool (they would be acked RETRY_LATER)."""
 
 _FAKE_CALLS_PER_WINDOW = 1_000_000_000
 """Intercom allows ≈ 1,666 calls per 10 s; the benchmark measures the sidecar, not the rate limit."""
 
 
 def sidecar_config(fake_url: str, token: str, spool_dir: Path | None = None) -> Config:
-    """The sidecar's defaults (16 workers, 16 connections, the durable SQLite spool), except a loopback port 0,
-    a big spool in a fresh directory, and a short grace at stop (each run starts a fresh sidecar; what is still
-    queued then stays in a spool that is thrown away)."""
+    """The sidecar's defaults (16 workers, 16 connections, a delivery window of 10,000 events, the durable SQLite
+    spool), except a loopback port 0, a big spool in a fresh directory, no Segment HTTP API, and a short grace at
+    stop (each run starts a fresh sidecar; what is still queued then stays in a spool that is thrown away)."""
     return Config(
         intercom=IntercomConfig(token=Secret(token), base_url=fake_url),
         server=ServerConfig(listen="127.0.0.1:0", shutdown_grace_seconds=0.5),
         segment=SegmentConfig(listen=""),
-        queue=QueueConfig(max_events=QUEUE_MAX_EVENTS),
+        queue=QueueConfig(),
         spool=SpoolConfig(
             kind="sqlite",
             directory=spool_dir or Path(tempfile.gettempdir()) / "unused",
+            max_events=SPOOL_MAX_EVENTS,
             max_bytes=4 * 1024**3,
         ),
     )
 
 
-async def _serve_sidecar(conn: Connection, fake_url: str, token: str, profile: bool, traced: bool) -> None:
+async def _serve_sidecar(
+    conn: Connection, fake_url: str, token: str, profile: bool, traced: bool, workers: int | None
+) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-spool-") as spool_dir:
-        await _serve_app(conn, sidecar_config(fake_url, token, Path(spool_dir)), profile, traced)
+        config = sidecar_config(fake_url, token, Path(spool_dir))
+        if workers is not None:  # as many workers and connections: each worker waits on one call at a time
+            config = config.replace(
+                queue=dataclasses.replace(config.queue, workers=workers),
+                intercom=dataclasses.replace(config.intercom, max_connections=workers),
+            )
+        await _serve_app(conn, config, profile, traced)
 
 
 class _DiscardingExporter(SpanExporter):
@@ -103,10 +113,17 @@ def _top(profiler: cProfile.Profile, lines: int = 25) -> str:
     return out.getvalue()
 
 
-def run_sidecar(conn: Connection, fake_url: str, token: str, profile: bool = False, traced: bool = False) -> None:
+def run_sidecar(
+    conn: Connection,
+    fake_url: str,
+    token: str,
+    profile: bool = False,
+    traced: bool = False,
+    workers: int | None = None,
+) -> None:
     """Process entry point: the sidecar (`App`) delivering to the fake at `fake_url`."""
     quiet_logging()
-    asyncio.run(_serve_sidecar(conn, fake_url, token, profile, traced))
+    asyncio.run(_serve_sidecar(conn, fake_url, token, profile, traced, workers))
 
 
 async def _serve_fake(conn: Connection, users: int) -> None:

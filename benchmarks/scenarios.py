@@ -48,9 +48,12 @@ CEILING = "ceiling"
 SIDECAR = "sidecar"
 HELD = "sidecar-held"
 HELD_TRACED = "sidecar-held-traced"
+WIDE = "sidecar-64-workers"
+_WIDE_WORKERS = 64
 EMPTY_SPOOL = "sidecar-empty-spool"
 BACKLOG = "sidecar-backlog"
 TARGET_LABELS = {
+    WIDE: f"sidecar, {_WIDE_WORKERS} workers",
     EMPTY_SPOOL: "sidecar, empty spool",
     BACKLOG: "sidecar, spool backlog",
     CEILING: "ceiling",
@@ -80,7 +83,8 @@ class Settings:
     paced_seconds: float = 3.0
     ack_wait_seconds: float = 3.0
     """After the paced offer, how long to wait for the remaining acks; later ones count as never acked (inf)."""
-    delivery_events: int = 2_000
+    delivery_events: int = 5_000
+    delivery_latency_seconds: float = 0.05
     transport_calls: int = 2_000
     transport_concurrency: int = 32
     transport_latency_seconds: float = 0.05
@@ -120,8 +124,15 @@ class Bench:
             self.fake.call("reset_ledger")
             held = kind in (HELD, HELD_TRACED)
             self.fake.call("set_latency", _HOLD_SECONDS if held else 0.0)
+            workers = _WIDE_WORKERS if kind == WIDE else None
             child = Child(
-                kind, run_sidecar, self.fake.info["url"], self.fake.info["token"], self.profile, kind == HELD_TRACED
+                kind,
+                run_sidecar,
+                self.fake.info["url"],
+                self.fake.info["token"],
+                self.profile,
+                kind == HELD_TRACED,
+                workers,
             )
         try:
             yield child
@@ -212,9 +223,11 @@ def latency_run(bench: Bench, kind: str, tag: str, rate: float) -> Run:
 
 
 def delivery_run(bench: Bench, kind: str, tag: str) -> Run:
-    """Send the events in batches (fast), then wait until every one has its outcome from the fake."""
+    """Send the events in batches (fast), then wait until every one has its outcome from the fake, which answers
+    each call after Intercom-like latency."""
     s = bench.settings
     with bench.server(kind) as server:
+        bench.fake.call("set_latency", s.delivery_latency_seconds)
         before = bench.cpu(server)
         target = server.info["target"]
         out = bench.client.call(
@@ -223,6 +236,7 @@ def delivery_run(bench: Bench, kind: str, tag: str) -> Run:
         idle_at: float = server.call("wait_idle", timeout=300)
         cpu = _cpu_used(before, bench.cpu(server))
         calls = bench.calls(kind)
+        bench.fake.call("set_latency", 0.0)
     delivered = calls.get("POST /events 202", 0)
     total_calls = sum(calls.values())
     seconds = idle_at - out["started"]
@@ -234,6 +248,7 @@ def delivery_run(bench: Bench, kind: str, tag: str) -> Run:
         "intercom_calls": total_calls,
         "calls_by_status": calls,
         "sidecar_cpu_ms_per_call": cpu["server_cpu_s"] / total_calls * 1e3 if total_calls else float("nan"),
+        "sidecar_cores": cpu["server_cpu_s"] / seconds,
         "statuses": out["statuses"],
         **cpu,
     }
@@ -357,11 +372,13 @@ def scenarios(settings: Settings) -> list[Scenario]:
         ),
         Scenario(
             "delivery",
-            f"Delivery to the fake Intercom: {s.delivery_events:,} track events by Send, until all have an outcome",
-            (SIDECAR,),
+            f"Delivery to the fake Intercom answering after {s.delivery_latency_seconds * 1e3:g} ms: "
+            f"{s.delivery_events:,} track events by Send, until all have an outcome",
+            (SIDECAR, WIDE),
             delivery_run,
             (
                 ("delivered_events_per_s", "delivered events/s", ",.0f"),
+                ("sidecar_cores", "sidecar CPU cores", ".2f"),
                 ("sidecar_cpu_ms_per_call", "sidecar CPU ms/call", ".3f"),
                 ("intercom_calls", "Intercom calls", ",.0f"),
                 ("intake_seconds", "intake s (Send)", ".2f"),

@@ -19,7 +19,7 @@ from segment.analytics import Client
 from segment.analytics.request import APIError
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2
-from intercom_sidecar.config import QueueConfig, Secret, SegmentConfig
+from intercom_sidecar.config import QueueConfig, Secret, SegmentConfig, SpoolConfig
 from intercom_sidecar.fake import FakeIntercom
 from tests.e2e.conftest import Sidecar, SidecarFactory
 
@@ -39,7 +39,7 @@ async def with_key(start_sidecar: SidecarFactory, **sections: Any) -> Sidecar:
 
 
 async def delivered(sidecar: Sidecar) -> None:
-    await asyncio.wait_for(sidecar.app.pipeline.wait_idle(), DEADLINE)
+    await asyncio.wait_for(sidecar.app.wait_idle(), DEADLINE)
 
 
 # segment-analytics-python -------------------------------------------------------------------------------------
@@ -244,9 +244,12 @@ async def test_bad_requests_are_answered_and_the_api_keeps_serving(sidecar: Side
 
 
 async def test_a_full_spool_is_429_with_retry_after_and_the_retry_is_taken(
-    start_sidecar: SidecarFactory, fake_intercom: FakeIntercom
+    start_sidecar: SidecarFactory, fake_intercom: FakeIntercom, tmp_path: Path
 ) -> None:
-    sidecar = await start_sidecar(queue=QueueConfig(max_events=2, workers=1, full_retry_after_seconds=2.5))
+    sidecar = await start_sidecar(
+        queue=QueueConfig(max_events=2, workers=1, full_retry_after_seconds=2.5),
+        spool=SpoolConfig(kind="sqlite", directory=tmp_path / "spool", max_events=2),
+    )
     fake_intercom.faults.error_rate = 1.0  # every delivery fails for now, so what is spooled stays there
     first = await post(sidecar, "/v1/track", track("full-0", user_id="user-0"))
     assert first.status_code == 200

@@ -294,7 +294,7 @@ async def test_metrics_show_no_trait_or_property_value_and_no_secret(
     ]
     metadata = (("authorization", f"Bearer {AUTH}"),)
     await sidecar.stub.Send(service_pb2.SendRequest(events=events), metadata=metadata, timeout=30)
-    await sidecar.app.pipeline.wait_idle()
+    await sidecar.app.wait_idle()
     assert len(fake_intercom.ledger) >= 2, "the events reached (the fake) Intercom"
 
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sidecar.app.metrics_port}") as client:
