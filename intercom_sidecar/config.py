@@ -96,6 +96,13 @@ class ServerConfig:
     """A second address serving only grpc.health.v1 (for Kubernetes probes on the pod IP); empty for none."""
     shutdown_grace_seconds: float = 20.0
     max_message_bytes: int = 8 * 1024 * 1024
+    admin_listen: str = ""
+    """The event view and its JSON API (plus `/metrics`); loopback only unless `insecure_listen`. Empty for none.
+    `load_config` defaults it to 127.0.0.1:8090; a config built in code (tests, embedding) has none unless asked."""
+    admin_recent_events: int = 200
+    """How many recent events the event view keeps in memory; 0 records none."""
+    insecure_listen: bool = False
+    """Allow non-loopback addresses for listeners that are loopback-only by default (the admin address)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +202,11 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             metrics_listen=reader.get("INTERCOM_SIDECAR_METRICS_LISTEN", str, "", _host_port),
             shutdown_grace_seconds=reader.get("INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS", float, 20.0, _positive),
             max_message_bytes=reader.get("INTERCOM_SIDECAR_MAX_MESSAGE_BYTES", int, 8 * 1024 * 1024, _positive),
+            admin_listen=reader.get("INTERCOM_SIDECAR_ADMIN_LISTEN", str, "127.0.0.1:8090", _host_port),
+            admin_recent_events=reader.get(
+                "INTERCOM_SIDECAR_ADMIN_RECENT_EVENTS", int, 200, _at_most(_MAX_RECENT_EVENTS)
+            ),
+            insecure_listen=reader.get("INTERCOM_SIDECAR_INSECURE_LISTEN", _boolean, False, _any),
         ),
         queue=QueueConfig(
             max_events=reader.get("INTERCOM_SIDECAR_QUEUE_MAX_EVENTS", int, 10_000, _positive),
@@ -232,11 +244,23 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             "INTERCOM_SIDECAR_RETRY_MAX_BACKOFF_SECONDS",
             "must be at least INTERCOM_SIDECAR_RETRY_INITIAL_BACKOFF_SECONDS",
         )
+    _check_admin_listen(config.server)
     if config.spool.max_bytes < config.limits.max_event_bytes:
         raise ConfigError("INTERCOM_SIDECAR_SPOOL_MAX_BYTES", "must be at least INTERCOM_SIDECAR_MAX_EVENT_BYTES")
     if config.limits.max_event_bytes > config.server.max_message_bytes:
         raise ConfigError("INTERCOM_SIDECAR_MAX_EVENT_BYTES", "must not exceed INTERCOM_SIDECAR_MAX_MESSAGE_BYTES")
     return config
+
+
+def _check_admin_listen(server: ServerConfig) -> None:
+    """The event view shows user ids and replays dead letters: it stays on loopback unless explicitly allowed."""
+    host = server.admin_listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
+    if server.admin_listen and not server.insecure_listen and not _is_loopback(host):
+        raise ConfigError(
+            "INTERCOM_SIDECAR_ADMIN_LISTEN",
+            f"must be a loopback address (it shows user ids and can replay dead letters), got {server.admin_listen!r};"
+            " reach it with `kubectl port-forward`, or set INTERCOM_SIDECAR_INSECURE_LISTEN=true",
+        )
 
 
 def _read_secret(env: Mapping[str, str], key: str, file_key: str) -> Secret | None:
@@ -359,6 +383,18 @@ def _positive(value: float) -> str | None:
 
 def _not_negative(value: float) -> str | None:
     return None if value >= 0 else "must not be negative"
+
+
+_MAX_RECENT_EVENTS = 100_000
+
+
+def _at_most(limit: int) -> Callable[[int], str | None]:
+    def check(value: int) -> str | None:
+        if value < 0:
+            return "must not be negative"
+        return None if value <= limit else f"must be at most {limit}"
+
+    return check
 
 
 def _non_empty(value: str) -> str | None:
