@@ -202,7 +202,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             metrics_listen=reader.get("INTERCOM_SIDECAR_METRICS_LISTEN", str, "", _host_port),
             shutdown_grace_seconds=reader.get("INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS", float, 20.0, _positive),
             max_message_bytes=reader.get("INTERCOM_SIDECAR_MAX_MESSAGE_BYTES", int, 8 * 1024 * 1024, _positive),
-            admin_listen=reader.get("INTERCOM_SIDECAR_ADMIN_LISTEN", str, "127.0.0.1:8090", _host_port),
+            # Set but empty turns the event view off (elsewhere a blank value means the default).
+            admin_listen=""
+            if env.get("INTERCOM_SIDECAR_ADMIN_LISTEN", "unset").strip() == ""
+            else reader.get("INTERCOM_SIDECAR_ADMIN_LISTEN", str, "127.0.0.1:8090", _host_port),
             admin_recent_events=reader.get(
                 "INTERCOM_SIDECAR_ADMIN_RECENT_EVENTS", int, 200, _at_most(_MAX_RECENT_EVENTS)
             ),

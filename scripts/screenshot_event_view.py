@@ -47,7 +47,9 @@ def _traits(**values: object) -> struct_pb2.Struct:
 
 def _events() -> list[event_pb2.Event]:
     return [
-        event_pb2.Event(message_id="msg-1001", user_id="user-42", identify=event_pb2.Identify(traits=_traits(plan="pro"))),
+        event_pb2.Event(
+            message_id="msg-1001", user_id="user-42", identify=event_pb2.Identify(traits=_traits(plan="pro"))
+        ),
         event_pb2.Event(message_id="msg-1002", user_id="user-42", track=event_pb2.Track(event="Order Completed")),
         event_pb2.Event(message_id="msg-1003", user_id="user-7", identify=event_pb2.Identify()),
         event_pb2.Event(message_id="msg-1004", user_id="user-7", page=event_pb2.Page(name="Pricing")),

@@ -204,7 +204,7 @@ def _replay_request(body: Any) -> tuple[list[str] | None, str]:
     if not isinstance(ids, list) or not ids or not all(isinstance(item, str) and item for item in ids):
         return None, 'message_ids must be a non-empty list of message ids (or send {"all": true})'
     if len(ids) > MAX_REPLAY_IDS:
-        return None, f"message_ids lists {len(ids)} ids; the limit is {MAX_REPLAY_IDS} (or send {{\"all\": true}})"
+        return None, f'message_ids lists {len(ids)} ids; the limit is {MAX_REPLAY_IDS} (or send {{"all": true}})'
     return list(dict.fromkeys(ids)), ""
 
 

@@ -126,6 +126,7 @@ def sidecar_env(tmp_path: Path, fake_url: str, canaries: tuple[str, str]) -> dic
         "INTERCOM_SIDECAR_LOG_LEVEL": "DEBUG",
         "INTERCOM_SIDECAR_SPOOL": "sqlite",
         "INTERCOM_SIDECAR_SPOOL_DIR": str(tmp_path / "spool"),
+        "INTERCOM_SIDECAR_ADMIN_LISTEN": "127.0.0.1:0",
         "INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS": "3",
         "INTERCOM_SIDECAR_RETRY_INITIAL_BACKOFF_SECONDS": "0.02",
         "INTERCOM_SIDECAR_RETRY_MAX_BACKOFF_SECONDS": "0.1",
