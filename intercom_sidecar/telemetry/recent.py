@@ -92,7 +92,7 @@ class RecentEvent:
         "user_id",
     )
 
-    def __init__(self, owner: RecentEvents, record_id: int, message_id: str, trace_id: str, source: str) -> None:
+    def __init__(self, owner: RecentEvents, record_id: int, message_id: str, trace_id: int, source: str) -> None:
         self._owner = owner
         self.id = record_id
         self.message_id = message_id
@@ -146,7 +146,7 @@ class RecentEvent:
             "call_type": self.call_type,
             "event_name": self.event_name,
             "user_id": self.user_id,
-            "trace_id": self.trace_id,
+            "trace_id": format(self.trace_id, "032x"),
             "received_at": self.received_at,
             "ack_status": self.ack_status,
             "ack_reason": self.ack_reason,
@@ -190,7 +190,7 @@ class RecentEvents:
         if not self.capacity:
             return None
         context = span.get_span_context()
-        record = RecentEvent(self, self._next_id, message_id, format(context.trace_id, "032x"), source)
+        record = RecentEvent(self, self._next_id, message_id, context.trace_id, source)
         self._next_id += 1
         self._records[record.id] = record
         if context.span_id:
