@@ -2,8 +2,9 @@
 event loop.
 
 Each route is a path, the methods it answers and an async handler; `HEAD` is answered from `GET` without the
-body. Unknown paths get 404 (listing the known ones), other methods 405 with `Allow`. Nothing here is
-sensitive by construction: routes are added by the app, one at a time (`/metrics`, the event view).
+body. Unknown paths get 404 (listing the known ones), other methods 405 with `Allow`. Routes are added by the app,
+one at a time: `/metrics` on the metrics address; the event view (`admin/view.py`, which guards its own routes) and
+`/metrics` on the loopback admin address.
 """
 
 from __future__ import annotations

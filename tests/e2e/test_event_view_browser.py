@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright, expect
+from playwright.async_api import BrowserContext, async_playwright, expect
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2
 from intercom_sidecar.config import ServerConfig
