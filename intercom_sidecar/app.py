@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import time
+from collections.abc import Sequence
 
 import grpc
 import httpx
@@ -18,15 +19,17 @@ from grpc_health.v1._async import HealthServicer
 from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Span
 
+from intercom_sidecar.admin.view import ViewSources, event_view_server
 from intercom_sidecar.config import Config
 from intercom_sidecar.delivery.clock import Clock, SystemClock
-from intercom_sidecar.delivery.pipeline import Pipeline
+from intercom_sidecar.delivery.pipeline import Outcome, Pipeline
 from intercom_sidecar.delivery.ratelimit import RateLimiter
 from intercom_sidecar.delivery.spool import Spool, SpooledEvent, SpoolError
 from intercom_sidecar.delivery.spooler import OutcomeCallback, Spooler, make_spool
 from intercom_sidecar.errors import ConfigError, InvalidEventError, ShuttingDownError
-from intercom_sidecar.intake import Intake
+from intercom_sidecar.intake import Intake, record_outcome
 from intercom_sidecar.intercom.client import IntercomClient
 from intercom_sidecar.intercom.sender import IntercomSender
 from intercom_sidecar.intercom.token_watch import watch_token
@@ -53,6 +56,7 @@ from intercom_sidecar.telemetry.logs import register_secret
 from intercom_sidecar.telemetry.metrics import SOURCE_RECOVERED, SOURCE_REPLAYED, Metrics, make_meter_provider
 from intercom_sidecar.telemetry.pii import PiiPolicy
 from intercom_sidecar.telemetry.prometheus import PrometheusReader, metrics_handler
+from intercom_sidecar.telemetry.recent import RecentEvent, RecentEvents
 from intercom_sidecar.telemetry.setup import make_tracer_provider, metric_readers
 from intercom_sidecar.telemetry.spans import end_recovered_span, recovered_span
 
@@ -87,6 +91,11 @@ class App:
         self.metrics = Metrics(self._meter_provider)
         self._admin_server: AdminServer | None = None
         self.metrics_port = 0
+        self.recent = RecentEvents(config.server.admin_recent_events)
+        """The event view's record of the last events (INTERCOM_SIDECAR_ADMIN_RECENT_EVENTS)."""
+        self._view_server: AdminServer | None = None
+        self.admin_port = 0
+        """The event view's port actually bound, when INTERCOM_SIDECAR_ADMIN_LISTEN is set."""
         self._transport = transport
         self._clock = clock
         self._client: IntercomClient | None = None
@@ -107,6 +116,8 @@ class App:
         self.segment_port = 0
         """The Segment HTTP API's port actually bound, when INTERCOM_SIDECAR_SEGMENT_LISTEN is set."""
         self._health = HealthServicer()
+        self._replayed_seqs: set[int] = set()
+        """Seqs of replayed dead letters not planned yet: their delivery is shown as replayed in the event view."""
         self._stopped = asyncio.Event()
         self._stopping = False
         self.port = 0
@@ -136,7 +147,12 @@ class App:
         self.rate_limiter = RateLimiter(self._clock or SystemClock(), on_wait=metrics.rate_limit_waited)
         tracer = self._tracer
         self._client = IntercomClient(
-            config.intercom, transport=self._transport, limiter=self.rate_limiter, tracer=tracer, metrics=metrics
+            config.intercom,
+            transport=self._transport,
+            limiter=self.rate_limiter,
+            tracer=tracer,
+            metrics=metrics,
+            recent=self.recent,
         )
         self.sender = IntercomSender(self._client, config.intercom)
         self.spool = make_spool(config)
@@ -182,6 +198,7 @@ class App:
             durable=config.spool.kind == "sqlite",
             metrics=metrics,
             pii=PiiPolicy.from_env(os.environ),
+            recent=self.recent,
         )
 
         self._servicer = EventServicer(intake, self._limits, identity_secret=config.mapping.identity_secret)
@@ -235,6 +252,19 @@ class App:
                 raise ConfigError("INTERCOM_SIDECAR_METRICS_LISTEN", f"cannot listen: {error.strerror}") from None
             where = listening_on(config.server.metrics_listen, self.metrics_port)
             _log.info("Serving Prometheus metrics on `%s/metrics`.", where)
+        if config.server.admin_listen:
+            sources = ViewSources(
+                self.recent, self.spool, self._spooler, self._pipeline, self.rate_limiter, metrics, self._requeue
+            )
+            self._view_server = event_view_server(sources, metrics_handler(self.metrics_reader), config.server)
+            host, _, port = config.server.admin_listen.rpartition(":")
+            try:
+                self.admin_port = await self._view_server.start(host, int(port))
+            except OSError as error:
+                await self.stop()
+                raise ConfigError("INTERCOM_SIDECAR_ADMIN_LISTEN", f"cannot listen: {error.strerror}") from None
+            where = listening_on(config.server.admin_listen, self.admin_port)
+            _log.info("Serving the live event view on `http://%s/` (and metrics at `/metrics`).", where)
 
     async def stop(self) -> None:
         """Stop in reverse order of start, within the configured grace period. Safe to call twice."""
@@ -275,8 +305,9 @@ class App:
         if self._client is not None:
             await self._client.aclose()
         # 4. Last, flush telemetry so the spans of the final deliveries are exported.
-        if self._admin_server is not None:
-            await self._admin_server.stop()
+        for admin in (self._admin_server, self._view_server):
+            if admin is not None:
+                await admin.stop()
         self._tracer_provider.shutdown()
         self._meter_provider.shutdown()
         self._stopped.set()
@@ -298,20 +329,27 @@ class App:
         while True:
             await asyncio.sleep(_REPLAY_POLL_SECONDS)
             try:
-                replayed = await self.spool.collect_replayed()
-                if replayed:
-                    _log.info("Replaying %d dead letters.", len(replayed))
-                    self.metrics.events_accepted(len(replayed), source=SOURCE_REPLAYED)
-                    self._spooler.adopt(replayed)
+                self._requeue(await self.spool.collect_replayed())
             except ShuttingDownError:
                 return
             except Exception:
                 _log.exception("Could not queue replayed dead letters.")
 
+    def _requeue(self, replayed: Sequence[SpooledEvent]) -> None:
+        """Queue dead letters the spool moved back to pending (`dlq replay`, or the event view's Replay)."""
+        if replayed:
+            _log.info("Replaying %d dead letters.", len(replayed))
+            self.metrics.events_accepted(len(replayed), source=SOURCE_REPLAYED)
+            self._replayed_seqs.update(event.seq for event in replayed)
+            assert self._spooler is not None
+            self._spooler.adopt(replayed)
+
     def _load(self, spooled: SpooledEvent) -> tuple[Plan, OutcomeCallback, Context] | None:
         """Plan an event the spool hands back (a backlog, a restart, a replay) with today's settings, under a span
         in its original trace; None when it is no longer valid, and so dead-lettered."""
         assert self.spool is not None
+        source = "replayed" if spooled.seq in self._replayed_seqs else "recovered"
+        self._replayed_seqs.discard(spooled.seq)
         try:
             event, carrier = event_from_bytes(spooled.payload, now=spooled.accepted_at, limits=self._limits)
             plan = map_event(event, self.config.mapping)
@@ -323,7 +361,10 @@ class App:
             self.metrics.event_dead_lettered()
             return None
         span, context = recovered_span(self._tracer, spooled.message_id, carrier)
-        return plan, functools.partial(end_recovered_span, span), context
+        record = self.recent.begin(spooled.message_id, span, source=source)
+        if record is not None:
+            record.describe(event)
+        return plan, functools.partial(_end_recovered, span, record), context
 
     async def wait_idle(self) -> None:
         """Until every event taken so far has an outcome (the backlog in the spool included)."""
@@ -340,6 +381,11 @@ class App:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+def _end_recovered(span: Span, record: RecentEvent | None, outcome: Outcome) -> None:
+    record_outcome(record, outcome)
+    end_recovered_span(span, outcome)
 
 
 def _observe(metrics: Metrics, spool: Spool, spooler: Spooler, sender: IntercomSender) -> None:

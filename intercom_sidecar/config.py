@@ -117,12 +117,18 @@ class ServerConfig:
     max_message_bytes: int = 8 * 1024 * 1024
     tls: TlsConfig | None = None
     insecure_listen: bool = False
-    """Allow plain text on a `listen` address other than loopback or a Unix socket (refused otherwise)."""
+    """Allow plain text on a `listen` address other than loopback or a Unix socket, and a non-loopback
+    `admin_listen` (both refused otherwise)."""
     reflection: bool = True
     auth_token: Secret | None = None
     """When set, every call but health must carry `authorization: Bearer <token>` (`server/auth.py`)."""
     auth_token_file: Path | None = None
     """`INTERCOM_SIDECAR_AUTH_TOKEN_FILE`, re-read when it changes: a rotated token is used without a restart."""
+    admin_listen: str = ""
+    """The event view and its JSON API (plus `/metrics`); loopback only unless `insecure_listen`. Empty for none.
+    `load_config` defaults it to 127.0.0.1:8090; a config built in code (tests, embedding) has none unless asked."""
+    admin_recent_events: int = 200
+    """How many recent events the event view keeps in memory; 0 records none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +252,13 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             reflection=reader.get("INTERCOM_SIDECAR_REFLECTION", _boolean, True, _any),
             auth_token=_read_auth_token(env),
             auth_token_file=_path_or_none(env, "INTERCOM_SIDECAR_AUTH_TOKEN_FILE"),
+            # Set but empty turns the event view off (elsewhere a blank value means the default).
+            admin_listen=""
+            if env.get("INTERCOM_SIDECAR_ADMIN_LISTEN", "unset").strip() == ""
+            else reader.get("INTERCOM_SIDECAR_ADMIN_LISTEN", str, "127.0.0.1:8090", _host_port),
+            admin_recent_events=reader.get(
+                "INTERCOM_SIDECAR_ADMIN_RECENT_EVENTS", int, 200, _at_most(_MAX_RECENT_EVENTS)
+            ),
         ),
         segment=_read_segment(env),
         queue=QueueConfig(
@@ -289,6 +302,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             "INTERCOM_SIDECAR_RETRY_MAX_BACKOFF_SECONDS",
             "must be at least INTERCOM_SIDECAR_RETRY_INITIAL_BACKOFF_SECONDS",
         )
+    _check_admin_listen(config.server)
     if config.spool.max_bytes < config.limits.max_event_bytes:
         raise ConfigError("INTERCOM_SIDECAR_SPOOL_MAX_BYTES", "must be at least INTERCOM_SIDECAR_MAX_EVENT_BYTES")
     if config.limits.max_event_bytes > config.server.max_message_bytes:
@@ -420,6 +434,17 @@ def _read_segment(env: Mapping[str, str]) -> SegmentConfig:
     return SegmentConfig(listen=listen, write_keys=keys)
 
 
+def _check_admin_listen(server: ServerConfig) -> None:
+    """The event view shows user ids and replays dead letters: it stays on loopback unless explicitly allowed."""
+    host = server.admin_listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
+    if server.admin_listen and not server.insecure_listen and not _is_loopback(host):
+        raise ConfigError(
+            "INTERCOM_SIDECAR_ADMIN_LISTEN",
+            f"must be a loopback address (it shows user ids and can replay dead letters), got {server.admin_listen!r};"
+            " reach it with `kubectl port-forward`, or set INTERCOM_SIDECAR_INSECURE_LISTEN=true",
+        )
+
+
 def _read_secret(env: Mapping[str, str], key: str, file_key: str) -> Secret | None:
     """The secret from the file named by `file_key` (which wins), else from `key`; None when neither is set."""
     path = env.get(file_key, "").strip()
@@ -545,6 +570,18 @@ def _positive(value: float) -> str | None:
 
 def _not_negative(value: float) -> str | None:
     return None if value >= 0 else "must not be negative"
+
+
+_MAX_RECENT_EVENTS = 100_000
+
+
+def _at_most(limit: int) -> Callable[[int], str | None]:
+    def check(value: int) -> str | None:
+        if value < 0:
+            return "must not be negative"
+        return None if value <= limit else f"must be at most {limit}"
+
+    return check
 
 
 def _non_empty(value: str) -> str | None:

@@ -27,8 +27,9 @@ from intercom_sidecar.model.events import Event
 from intercom_sidecar.telemetry import names, spans
 from intercom_sidecar.telemetry.metrics import Metrics
 from intercom_sidecar.telemetry.pii import PiiPolicy
+from intercom_sidecar.telemetry.recent import RecentEvent, RecentEvents
 
-__all__ = ["Intake"]
+__all__ = ["Intake", "record_outcome"]
 
 _log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ class Intake:
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
         pii: PiiPolicy | None = None,
+        recent: RecentEvents | None = None,
     ) -> None:
+        self._recent = recent
         self._metrics = metrics or Metrics()
         self._pii = pii or PiiPolicy()
         self._spooler = spooler
@@ -70,6 +73,8 @@ class Intake:
         the event span's W3C context in it, so a delivery after a restart joins the trace."""
         span = self._tracer.start_span(names.SPAN_EVENT, context=parent, attributes={names.ATTR_MESSAGE_ID: message_id})
         ack = _Ack(span, message_id, format(span.get_span_context().trace_id, "032x"), self._durable, self._metrics)
+        if self._recent is not None:
+            ack.record = self._recent.begin(message_id, span)
         now = self._clock()
         event_context = set_span_in_context(span)
         try:
@@ -77,6 +82,8 @@ class Intake:
                 event = decode(now)
                 span.set_attribute(names.ATTR_CALL_TYPE, event.type)
                 ack.call_type = event.type
+                if ack.record is not None:
+                    ack.record.describe(event)
                 if self._pii.allowed_keys:
                     _allowed_attributes(span, event, self._pii)
                 plan = map_event(event, self._mapping)
@@ -107,12 +114,27 @@ def _allowed_attributes(span: Span, event: Event, pii: PiiPolicy) -> None:
             span.set_attribute(f"segment.{event.type}.{key}", value)
 
 
+def record_outcome(record: RecentEvent | None, outcome: Outcome | Deferred) -> None:
+    """Tell the event view how delivery ended (or that it waits in the spool, behind a backlog)."""
+    if record is None:
+        return
+    if isinstance(outcome, Deferred):
+        record.finished("deferred", outcome.reason, None, 0)
+    elif isinstance(outcome, Delivered):
+        record.finished("delivered", "", None, outcome.attempts)
+    elif isinstance(outcome, Rejected):
+        record.finished("rejected", outcome.error.reason, outcome.error.status, outcome.attempts)
+    else:
+        record.finished("abandoned", outcome.reason, None, 0)
+
+
 class _Ack:
     """The acknowledgement of one event, and the end of its span."""
 
     def __init__(self, span: Span, message_id: str, trace_id: str, durable: bool, metrics: Metrics) -> None:
         self.span = span
         self.call_type = "unknown"
+        self.record: RecentEvent | None = None
         self._metrics = metrics
         self.message_id = message_id
         self.trace_id = trace_id
@@ -141,6 +163,7 @@ class _Ack:
             self._resolve(AckInfo(self.message_id, AckStatus.ACCEPTED, self.trace_id))
 
     def on_outcome(self, outcome: Outcome | Deferred) -> None:
+        record_outcome(self.record, outcome)
         if isinstance(outcome, Delivered):
             ack = self.finish(AckStatus.DELIVERED)
         elif isinstance(outcome, Rejected):
@@ -166,6 +189,8 @@ class _Ack:
     def sent(self, ack: AckInfo) -> AckInfo:
         """Count the ack that goes to the caller (one per event)."""
         self._metrics.event_received(self.call_type, ack.status)
+        if self.record is not None:
+            self.record.acked(ack.status.value, ack.reason)
         return ack
 
     def _resolve(self, ack: AckInfo) -> None:

@@ -37,6 +37,13 @@ class FakeClock:
         await asyncio.sleep(0)  # let other tasks run, as a real sleep would; takes no time
 
 
+@pytest.fixture(autouse=True)
+def _event_view_on_a_free_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sidecar process a test starts serves its event view on a free loopback port, not the default 8090 (which
+    two tests, or two checkouts testing at once, would both want)."""
+    monkeypatch.setenv("INTERCOM_SIDECAR_ADMIN_LISTEN", "127.0.0.1:0")
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

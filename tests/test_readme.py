@@ -51,6 +51,8 @@ def test_every_setting_is_in_the_readme_table_once() -> None:
         ("INTERCOM_SIDECAR_HTTP_MAX_CONNECTIONS", lambda c: c.intercom.max_connections),
         ("INTERCOM_SIDECAR_QUEUE_FULL_RETRY_AFTER_SECONDS", lambda c: c.queue.full_retry_after_seconds),
         ("INTERCOM_API_VERSION", lambda c: c.intercom.api_version),
+        ("INTERCOM_SIDECAR_ADMIN_LISTEN", lambda c: c.server.admin_listen),
+        ("INTERCOM_SIDECAR_ADMIN_RECENT_EVENTS", lambda c: c.server.admin_recent_events),
     ],
 )
 def test_readme_defaults_are_the_real_defaults(name: str, value: object) -> None:

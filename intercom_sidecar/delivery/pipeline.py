@@ -27,6 +27,7 @@ from intercom_sidecar.delivery.queue import SendQueue
 from intercom_sidecar.delivery.retry import deliver_with_retries
 from intercom_sidecar.errors import DeliveryError, InternalError, RetryableError, UnauthorizedError
 from intercom_sidecar.mapping.plan import Plan
+from intercom_sidecar.telemetry import recent
 from intercom_sidecar.telemetry.metrics import Metrics
 from intercom_sidecar.telemetry.spans import ATTR_RETRY_ATTEMPT, SPAN_ATTEMPT, SPAN_QUEUED
 
@@ -216,11 +217,14 @@ class Pipeline:
                 with self._tracer.start_as_current_span(
                     SPAN_ATTEMPT, context=job.trace, attributes={ATTR_RETRY_ATTEMPT: retries + 1}
                 ):
+                    marked = recent.attempt(job.trace, retries + 1)  # the event view links each call to this event
                     try:
                         await self._sender.send(plan)
                     except RetryableError:
                         report(True)  # 429, 408, 5xx, timeouts, refused connections: Intercom is under strain
                         raise
+                    finally:
+                        recent.end_attempt(marked)
                     report(False)
 
         try:

@@ -46,6 +46,17 @@ class RateLimiter:
         self.waited_seconds = 0.0
         """Total time requests spent waiting for the rate limit."""
 
+    def state(self) -> tuple[float | None, float | None, float | None]:
+        """What is known now, for the event view: (requests remaining in the window, when it resets, when a 429's
+        block ends), each None when unknown or past. Times are Unix seconds."""
+        now = self._clock.now()
+        known = self._remaining is not None and now < self._reset_at
+        return (
+            max(0.0, self._remaining) if known and self._remaining is not None else None,
+            self._reset_at if known else None,
+            self._blocked_until if now < self._blocked_until else None,
+        )
+
     async def acquire(self) -> None:
         while True:
             now = self._clock.now()

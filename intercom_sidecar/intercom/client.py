@@ -32,6 +32,7 @@ from intercom_sidecar.intercom.transport import H11Transport
 from intercom_sidecar.telemetry import spans
 from intercom_sidecar.telemetry.logs import redact
 from intercom_sidecar.telemetry.metrics import Metrics
+from intercom_sidecar.telemetry.recent import RecentEvents
 
 __all__ = ["IntercomClient", "IntercomResponse", "id_of", "parse_error_envelope", "proxy_configured", "raise_for"]
 
@@ -127,7 +128,9 @@ class IntercomClient:
         limiter: RateLimiter | None = None,
         tracer: Tracer | None = None,
         metrics: Metrics | None = None,
+        recent: RecentEvents | None = None,
     ) -> None:
+        self._recent = recent
         self._limiter = limiter
         self._metrics = metrics or Metrics()
         self._tracer = tracer or NoOpTracer()
@@ -214,6 +217,8 @@ class IntercomClient:
         elapsed = time.perf_counter() - started
         if failure is not None:
             self._metrics.intercom_call(endpoint, None, elapsed, error_type=failure.code)
+            if self._recent is not None:
+                self._recent.call(method, endpoint, None, elapsed, error=failure.code)
             if self._limiter is not None:
                 self._limiter.release()
             span.set_attribute(spans.ATTR_ERROR_TYPE, failure.code)
@@ -222,6 +227,8 @@ class IntercomClient:
             # is not kept as __context__.
             raise failure
         self._metrics.intercom_call(endpoint, response.status_code, elapsed)
+        if self._recent is not None:
+            self._recent.call(method, endpoint, response.status_code, elapsed, response.headers.get("x-request-id", ""))
         if self._limiter is not None:
             self._limiter.observe(response.headers, response.status_code)
         span.set_attribute(spans.ATTR_HTTP_STATUS, response.status_code)

@@ -1,8 +1,10 @@
-"""The admin address (`INTERCOM_SIDECAR_METRICS_LISTEN`): a few HTTP routes on the event loop.
+"""The admin addresses (`INTERCOM_SIDECAR_METRICS_LISTEN`, `INTERCOM_SIDECAR_ADMIN_LISTEN`): a few HTTP routes on the
+event loop.
 
 Each route is a path, the methods it answers and an async handler; `HEAD` is answered from `GET` without the
-body. Unknown paths get 404 (listing the known ones), other methods 405 with `Allow`. Nothing here is
-sensitive by construction: routes are added by the app, one at a time (`/metrics`, the event view).
+body. Unknown paths get 404 (listing the known ones), other methods 405 with `Allow`. Routes are added by the app,
+one at a time: `/metrics` on the metrics address; the event view (`admin/view.py`, which guards its own routes) and
+`/metrics` on the loopback admin address.
 """
 
 from __future__ import annotations
@@ -33,10 +35,13 @@ class _Route:
 class AdminServer:
     """`route()` what to serve, then `await start(host, port)`; `await stop()` closes every connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, allow_non_loopback: bool = True) -> None:
         self._routes: dict[str, _Route] = {}
-        # The admin address is meant for the pod IP (scrapes, probes): any host may be bound.
-        self._http = HttpServer(self._handle, allow_non_loopback=True, max_body_bytes=64 * 1024, error_body=_error_body)
+        # The metrics address is meant for the pod IP (scrapes, probes): any host may be bound. The event view's
+        # address is loopback-only unless INTERCOM_SIDECAR_INSECURE_LISTEN says otherwise.
+        self._http = HttpServer(
+            self._handle, allow_non_loopback=allow_non_loopback, max_body_bytes=64 * 1024, error_body=_error_body
+        )
 
     def route(self, path: str, handler: Handler, *, methods: tuple[str, ...] = ("GET",)) -> None:
         if "GET" in methods and "HEAD" not in methods:

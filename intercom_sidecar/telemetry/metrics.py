@@ -94,6 +94,9 @@ class _Tally:
     def keys(self) -> tuple[str, ...]:
         return self._keys
 
+    def values(self) -> list[float]:
+        return list(self._counts.copy().values())
+
     def observe(self, options: CallbackOptions) -> Iterable[Observation]:
         # A copy, taken in one step: an exporting reader may call this from its own thread.
         return [Observation(value, _attributes(self._keys, labels)) for labels, value in self._counts.copy().items()]
@@ -251,6 +254,15 @@ class Metrics:
         """A request waited `seconds` for Intercom's rate limit (pacing, or a 429's reset)."""
         if seconds > 0 and math.isfinite(seconds):
             self._rate_limit_wait.add((), seconds)
+
+    def totals(self) -> dict[str, float]:
+        """The event counts of the delivery invariant, summed over labels (for the event view's status bar)."""
+        return {
+            "accepted": sum(self._accepted.values()),
+            "delivered": sum(self._delivered.values()),
+            "filtered": sum(self._filtered.values()),
+            "dead_lettered": sum(self._dead_lettered.values()),
+        }
 
     # Observed ---------------------------------------------------------------------------------------------
 

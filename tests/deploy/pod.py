@@ -211,6 +211,7 @@ def container_env(objects: list[Object], dirs: PodDirs, api_url: str, **override
     env["INTERCOM_SIDECAR_HEALTH_LISTEN"] = (
         "127.0.0.1:" + _port_zero(env["INTERCOM_SIDECAR_HEALTH_LISTEN"]).rsplit(":", 1)[1]
     )
+    env["INTERCOM_SIDECAR_ADMIN_LISTEN"] = "127.0.0.1:0"  # the event view: loopback, on a free port
     env.update(
         INTERCOM_API_URL=api_url,
         INTERCOM_SIDECAR_SEGMENT_LISTEN="127.0.0.1:0",  # its default port may be taken on a shared machine

@@ -32,7 +32,10 @@ def load(**env: str) -> Config:
 
 
 def test_defaults() -> None:
-    assert load_config(BASE) == Config(intercom=IntercomConfig(token=Secret(TOKEN)))
+    # The event view is on by default on loopback for the real process; a config built in code has none.
+    assert load_config(BASE) == Config(
+        intercom=IntercomConfig(token=Secret(TOKEN)), server=ServerConfig(admin_listen="127.0.0.1:8090")
+    )
     config = load_config(BASE)
     assert config.intercom.base_url == "https://api.intercom.io"
     assert config.intercom.api_version == "2.16"
@@ -62,6 +65,8 @@ def test_every_setting_is_read() -> None:
         INTERCOM_SIDECAR_RETRY_MAX_ELAPSED_SECONDS="60",
         INTERCOM_SIDECAR_MAX_EVENT_BYTES="1024",
         INTERCOM_SIDECAR_MAX_FUTURE_SECONDS="0",
+        INTERCOM_SIDECAR_ADMIN_LISTEN="[::1]:9000",
+        INTERCOM_SIDECAR_ADMIN_RECENT_EVENTS="0",
     )
     assert config == Config(
         intercom=IntercomConfig(token=Secret(TOKEN), api_version="2.11", timeout_seconds=2.5, max_connections=4),
@@ -71,6 +76,8 @@ def test_every_setting_is_read() -> None:
             max_message_bytes=65536,
             insecure_listen=True,
             reflection=False,
+            admin_listen="[::1]:9000",
+            admin_recent_events=0,
         ),
         queue=QueueConfig(max_events=50, workers=2, full_retry_after_seconds=0.25),
         retry=RetryConfig(initial_backoff_seconds=0.1, max_backoff_seconds=3.0, max_elapsed_seconds=60.0),
@@ -294,6 +301,22 @@ ERRORS: list[tuple[dict[str, str], str]] = [
         {"INTERCOM_SIDECAR_LISTEN": "127.0.0.1:"},
         "INTERCOM_SIDECAR_LISTEN: must be HOST:PORT or unix:PATH, e.g. 127.0.0.1:50051, got '127.0.0.1:'",
     ),
+    (
+        {"INTERCOM_SIDECAR_ADMIN_LISTEN": "8090"},
+        "INTERCOM_SIDECAR_ADMIN_LISTEN: must be HOST:PORT, e.g. 127.0.0.1:50051, got '8090'",
+    ),
+    (
+        {"INTERCOM_SIDECAR_ADMIN_RECENT_EVENTS": "-1"},
+        "INTERCOM_SIDECAR_ADMIN_RECENT_EVENTS: must not be negative, got '-1'",
+    ),
+    (
+        {"INTERCOM_SIDECAR_ADMIN_RECENT_EVENTS": "100001"},
+        "INTERCOM_SIDECAR_ADMIN_RECENT_EVENTS: must be at most 100000, got '100001'",
+    ),
+    (
+        {"INTERCOM_SIDECAR_INSECURE_LISTEN": "maybe"},
+        "INTERCOM_SIDECAR_INSECURE_LISTEN: must be true or false, got 'maybe'",
+    ),
     # settings that must agree
     (
         {"INTERCOM_SIDECAR_RETRY_MAX_BACKOFF_SECONDS": "0.1"},
@@ -334,3 +357,30 @@ def test_replace() -> None:
     changed = config.replace(queue=QueueConfig(workers=1))
     assert changed.queue.workers == 1
     assert changed.intercom is config.intercom
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8090", "10.0.0.7:8090", "[::]:8090", "pod.example:8090", "127.example:1"])
+def test_a_non_loopback_admin_address_is_refused(listen: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(INTERCOM_SIDECAR_ADMIN_LISTEN=listen)
+    assert str(caught.value) == (
+        f"INTERCOM_SIDECAR_ADMIN_LISTEN: must be a loopback address (it shows user ids and can replay dead letters), "
+        f"got {listen!r}; reach it with `kubectl port-forward`, or set INTERCOM_SIDECAR_INSECURE_LISTEN=true"
+    )
+
+
+def test_a_non_loopback_admin_address_needs_insecure_listen() -> None:
+    config = load(INTERCOM_SIDECAR_ADMIN_LISTEN="0.0.0.0:8090", INTERCOM_SIDECAR_INSECURE_LISTEN="true")
+    assert (config.server.admin_listen, config.server.insecure_listen) == ("0.0.0.0:8090", True)
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:0", "127.8.9.10:8090", "[::1]:8090", "localhost:8090"])
+def test_loopback_admin_addresses_are_accepted(listen: str) -> None:
+    assert load(INTERCOM_SIDECAR_ADMIN_LISTEN=listen).server.admin_listen == listen
+
+
+def test_the_admin_address_is_turned_off_by_an_empty_value() -> None:
+    # Elsewhere a blank value means the default; here, set but empty means no event view.
+    assert load(INTERCOM_SIDECAR_ADMIN_LISTEN="").server.admin_listen == ""
+    assert load(INTERCOM_SIDECAR_ADMIN_LISTEN="  ").server.admin_listen == ""
+    assert load().server.admin_listen == "127.0.0.1:8090"
