@@ -21,22 +21,12 @@ from google.protobuf import struct_pb2
 from playwright.async_api import async_playwright
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2, service_pb2_grpc
+from intercom_sidecar.admin.chromium import CHROMIUM_ARGS, chromium_path
 from intercom_sidecar.app import App
 from intercom_sidecar.config import Config, IntercomConfig, RetryConfig, Secret, ServerConfig, SpoolConfig
 from intercom_sidecar.fake import FakeIntercom
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
 
 
 def _traits(**values: object) -> struct_pb2.Struct:
@@ -90,7 +80,7 @@ async def _screenshot(url: str, output: Path, profile: Path) -> None:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch_persistent_context(
             str(profile),
-            executable_path=CHROMIUM,
+            executable_path=chromium_path(),
             headless=True,
             args=list(CHROMIUM_ARGS),
             viewport={"width": 1400, "height": 900},

@@ -8,7 +8,6 @@ Chromium is not installed, except where `INTERCOM_SIDECAR_REQUIRE_BROWSER=1` (CI
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,29 +15,18 @@ import pytest
 from playwright.async_api import BrowserContext, async_playwright, expect
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2
+from intercom_sidecar.admin.chromium import CHROMIUM_ARGS, chromium_path
 from intercom_sidecar.config import ServerConfig
 from intercom_sidecar.fake import FakeIntercom
 from tests.e2e.conftest import SidecarFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
-CHROMIUM = "/usr/bin/chromium"
-# No outside network here: without these, Chromium tries to reach Google (updates, sync, field trials, QUIC).
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ADMIN = ServerConfig(listen="127.0.0.1:0", admin_listen="127.0.0.1:0", shutdown_grace_seconds=1.0)
 
 
 def _require_chromium() -> None:
-    if Path(CHROMIUM).exists() or shutil.which("chromium"):
+    if chromium_path() is not None:
         return
     reason = "Chromium is not installed (apt-get install chromium)"
     if os.environ.get("INTERCOM_SIDECAR_REQUIRE_BROWSER") == "1":
@@ -52,9 +40,9 @@ async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
     async with async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),  # a fresh user-data-dir
-            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+            executable_path=chromium_path(),
             headless=True,
-            args=CHROMIUM_ARGS,
+            args=list(CHROMIUM_ARGS),
         )
         try:
             yield context
