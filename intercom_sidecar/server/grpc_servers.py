@@ -7,9 +7,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from intercom_sidecar._generated.intercom_sidecar.v1 import service_pb2, service_pb2_grpc
+from intercom_sidecar._generated.intercom_sidecar.v1 import service_pb2
 from intercom_sidecar.errors import ConfigError
-from intercom_sidecar.server.servicer import EventServicer
+from intercom_sidecar.server.servicer import EventServicer, add_event_service
 
 __all__ = [
     "EVENT_SERVICE",
@@ -31,7 +31,7 @@ READINESS_SERVICES = ("", EVENT_SERVICE)
 
 def api_server(servicer: EventServicer, health: HealthServicer, *, max_message_bytes: int) -> grpc.aio.Server:
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message_bytes), ("grpc.so_reuseport", 0)])
-    service_pb2_grpc.add_EventServiceServicer_to_server(servicer, server)
+    add_event_service(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (EVENT_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
