@@ -6,6 +6,7 @@ as Segment's libraries do.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -14,7 +15,7 @@ from google.protobuf import json_format
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
 
-__all__ = ["SegmentJsonError", "event_from_segment_json"]
+__all__ = ["SegmentJsonError", "event_from_segment_json", "loads"]
 
 _CALL_FIELDS: Mapping[str, tuple[tuple[str, str], ...]] = {
     # call type -> (Segment JSON key, protobuf field) pairs of the call's own message
@@ -29,6 +30,26 @@ _CALL_FIELDS: Mapping[str, tuple[tuple[str, str], ...]] = {
 
 class SegmentJsonError(ValueError):
     """The JSON is not a Segment event we can turn into a message."""
+
+
+def loads(text: str) -> Any:
+    """JSON as `json.loads` reads it, but stricter: an object with the same key twice, or NaN/Infinity (which
+    Python accepts and JSON does not), is a SegmentJsonError naming the key or the constant. Parsers disagree on
+    which duplicate wins, so the event a caller meant is unknowable; refusing it says so."""
+    return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise SegmentJsonError(f"duplicate key {key!r} in one object")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise SegmentJsonError(f"{name} is not a JSON number")
 
 
 def event_from_segment_json(data: Any) -> event_pb2.Event:

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import grpc
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2_grpc
-from intercom_sidecar.cli.segment_json import SegmentJsonError, event_from_segment_json
+from intercom_sidecar.cli.segment_json import SegmentJsonError, event_from_segment_json, loads
 
 __all__ = ["add_arguments", "read_events", "run"]
 
@@ -41,7 +41,7 @@ def read_events(stream: TextIO, source: str) -> Iterator[event_pb2.Event | str]:
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
-            items: list[tuple[int, Any]] = list(enumerate(json.loads(text), 1))
+            items: list[tuple[int, Any]] = list(enumerate(loads(text), 1))
         except ValueError as exc:
             yield f"{source}: not valid JSON: {exc}"
             return
@@ -51,11 +51,11 @@ def read_events(stream: TextIO, source: str) -> Iterator[event_pb2.Event | str]:
             if not line.strip():
                 continue
             try:
-                items.append((number, json.loads(line)))
+                items.append((number, loads(line)))
             except ValueError as exc:
                 if number == 1 and stripped.startswith("{"):
                     try:  # a single pretty-printed JSON object
-                        items = [(1, json.loads(text))]
+                        items = [(1, loads(text))]
                         break
                     except ValueError:
                         pass
