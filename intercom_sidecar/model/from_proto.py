@@ -21,7 +21,7 @@ from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
 from intercom_sidecar.config import LimitsConfig
 from intercom_sidecar.errors import InvalidEventError
 from intercom_sidecar.model.events import Alias, Call, Event, Group, Identify, Page, Screen, Track
-from intercom_sidecar.model.wire import parse_event
+from intercom_sidecar.model.wire import parse_event, shorten
 
 __all__ = ["MAX_ID_CHARS", "DecodeLimits", "event_from_bytes", "event_from_proto", "parse_limited", "struct_to_dict"]
 
@@ -288,4 +288,4 @@ def _render(path: _Path) -> str:
     while path is not None:
         path, segment = path
         segments.append(segment)
-    return "".join(reversed(segments)).lstrip(".")
+    return shorten("".join(reversed(segments)).lstrip("."))

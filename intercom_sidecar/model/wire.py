@@ -17,7 +17,7 @@ from google.protobuf.message import DecodeError
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
 from intercom_sidecar.errors import InvalidEventError
 
-__all__ = ["PROTOBUF_MAX_DEPTH", "WireError", "parse_event", "peek_message_id", "split_send_request"]
+__all__ = ["PROTOBUF_MAX_DEPTH", "WireError", "parse_event", "peek_message_id", "shorten", "split_send_request"]
 
 PROTOBUF_MAX_DEPTH = 100
 """protobuf's (upb's) parser refuses messages nested deeper than this."""
@@ -39,7 +39,7 @@ def parse_event(payload: bytes) -> event_pb2.Event:
         return event_pb2.Event.FromString(payload)
     except DecodeError:
         field, problem = _diagnose(payload)
-        raise InvalidEventError(field, problem) from None
+        raise InvalidEventError(shorten(field), problem) from None
 
 
 def split_send_request(payload: bytes, max_events: int) -> list[bytes]:
@@ -66,6 +66,14 @@ def peek_message_id(payload: bytes) -> str:
     except WireError:
         pass
     return found
+
+
+def shorten(path: str, limit: int = 200) -> str:
+    """A field path short enough for an ack's reason: its start and its end."""
+    if len(path) <= limit:
+        return path
+    half = limit // 2
+    return f"{path[:half]}...{path[-half:]}"
 
 
 def _printable(raw: bytes) -> bool:
