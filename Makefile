@@ -27,7 +27,7 @@ test: setup ## unit, contract and end-to-end tests (loopback only)
 	$(RUN) pytest -q
 
 fuzz: setup ## the fuzz properties (tests/fuzz) with 20,000 examples each instead of 100
-	HYPOTHESIS_PROFILE=fuzz $(RUN) pytest -q tests/fuzz --hypothesis-show-statistics
+	HYPOTHESIS_PROFILE=fuzz $(RUN) pytest -q --timeout=0 tests/fuzz --hypothesis-show-statistics
 
 e2e: setup
 	$(RUN) pytest -q -m e2e
