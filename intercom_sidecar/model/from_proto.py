@@ -12,6 +12,7 @@ key never reaches this code; JSON input is checked for duplicates where it is pa
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ MAX_ID_CHARS = 255
 """The longest message_id, user_id, anonymous_id, group_id or previous_id accepted."""
 
 _NANOS_PER_SECOND = 1_000_000_000
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 _DEFAULTS = LimitsConfig()
@@ -70,7 +72,7 @@ def event_from_proto(message: event_pb2.Event, *, now: float, limits: DecodeLimi
     if not message.message_id:
         raise InvalidEventError("message_id", "is required")
     _check_id("message_id", message.message_id)
-    if not all("\x21" <= char <= "\x7e" for char in message.message_id):
+    if not (message.message_id.isascii() and message.message_id.isprintable()) or " " in message.message_id:
         raise InvalidEventError("message_id", "must be printable ASCII without spaces (e.g. a UUID)")
     _check_size(message.ByteSize(), limits)
     user_id = _optional_id("user_id", message.user_id)
@@ -155,7 +157,7 @@ def _check_id(field: str, value: str) -> None:
         raise InvalidEventError(field, "must not be only whitespace")
     if len(value) > MAX_ID_CHARS:
         raise InvalidEventError(field, f"is {len(value)} characters; the limit is {MAX_ID_CHARS}")
-    if any(char < "\x20" or char == "\x7f" for char in value):
+    if _CONTROL.search(value):
         raise InvalidEventError(field, "must not contain control characters")
 
 
@@ -214,64 +216,68 @@ class _Budget:
         return value
 
     def convert(self, where: str, struct: struct_pb2.Struct) -> dict[str, Any]:
-        """`struct` as a dict, breadth by breadth from an explicit stack: each value is looked at once."""
+        """`struct` as a dict, from an explicit stack (no recursion): each value is looked at once, and a value's
+        path is only spelled out for an error. Containers are put in place first and filled later, so keys keep
+        the event's order."""
+        max_chars, max_depth = self.limits.max_string_chars, self.limits.max_depth
         root: dict[str, Any] = {}
-        # (the Struct's map or a ListValue's values, the container to fill, its path, its depth)
-        stack: list[tuple[Any, dict[str, Any] | list[Any], _Path, int]] = [(struct.fields, root, (None, where), 1)]
+        # (key/value pairs or index/value pairs, the container to fill, its path, its depth)
+        stack: list[tuple[Any, Any, _Path, int]] = [(struct.fields.items(), root, (None, where), 1)]
         while stack:
-            source, target, path, depth = stack.pop()
-            if isinstance(target, dict):
-                for key, value in source.items():
+            pairs, target, path, depth = stack.pop()
+            is_object = isinstance(target, dict)
+            for key, value in pairs:
+                if is_object:
                     self._count_key(path, key)
-                    target[key] = self._value(value, (path, _key(key)), depth, stack)
-            else:
-                for index, value in enumerate(source):
-                    target.append(self._value(value, (path, f"[{index}]"), depth, stack))
+                kind = value.WhichOneof("kind")
+                if kind == "string_value":
+                    result: Any = value.string_value
+                    if len(result) > max_chars:
+                        self.string(_render(_child(path, key)), result)
+                elif kind == "number_value":
+                    result = value.number_value
+                    if not math.isfinite(result):
+                        raise InvalidEventError(_render(_child(path, key)), _NOT_FINITE)
+                    if result.is_integer() and abs(result) <= 2**53:
+                        result = int(result)
+                elif kind == "bool_value":
+                    result = value.bool_value
+                elif kind == "struct_value" or kind == "list_value":
+                    if depth == max_depth:
+                        raise InvalidEventError(
+                            _render(_child(path, key)),
+                            f"nests objects and lists deeper than {max_depth} levels (INTERCOM_SIDECAR_MAX_DEPTH)",
+                        )
+                    if kind == "struct_value":
+                        result = {}
+                        stack.append((value.struct_value.fields.items(), result, _child(path, key), depth + 1))
+                    else:
+                        values = value.list_value.values
+                        result = [None] * len(values)
+                        stack.append((enumerate(values), result, _child(path, key), depth + 1))
+                else:
+                    result = None
+                target[key] = result
         return root
 
     def _count_key(self, path: _Path, key: str) -> None:
         self.keys_left -= 1
         if self.keys_left < 0:
             raise InvalidEventError(
-                _render((path, _key(key))),
+                _render(_child(path, key)),
                 f"the event has more than {self.limits.max_keys} keys in its objects (traits or properties, "
                 "context and integrations together; INTERCOM_SIDECAR_MAX_KEYS)",
             )
         if len(key) > self.limits.max_string_chars:
             raise InvalidEventError(
-                _render((path, _key(key))),
+                _render(_child(path, key)),
                 f"the key is {len(key)} characters; the limit is {self.limits.max_string_chars} "
                 "(INTERCOM_SIDECAR_MAX_STRING_CHARS)",
             )
 
-    def _value(self, value: struct_pb2.Value, path: _Path, depth: int, stack: list[Any]) -> Any:
-        kind = value.WhichOneof("kind")
-        if kind == "string_value":
-            text: str = value.string_value
-            return self.string(_render(path), text) if len(text) > self.limits.max_string_chars else text
-        if kind == "number_value":
-            number = value.number_value
-            if not math.isfinite(number):
-                raise InvalidEventError(_render(path), _NOT_FINITE)
-            if number.is_integer() and abs(number) <= 2**53:
-                return int(number)
-            return number
-        if kind == "bool_value":
-            return value.bool_value
-        if kind == "struct_value" or kind == "list_value":
-            if depth + 1 > self.limits.max_depth:
-                raise InvalidEventError(
-                    _render(path),
-                    f"nests objects and lists deeper than {self.limits.max_depth} levels (INTERCOM_SIDECAR_MAX_DEPTH)",
-                )
-            if kind == "struct_value":
-                child: dict[str, Any] | list[Any] = {}
-                stack.append((value.struct_value.fields, child, path, depth + 1))
-            else:
-                child = []
-                stack.append((value.list_value.values, child, path, depth + 1))
-            return child
-        return None
+
+def _child(path: _Path, key: str | int) -> _Path:
+    return (path, f"[{key}]" if isinstance(key, int) else _key(key))
 
 
 _Path = tuple[Any, str] | None
