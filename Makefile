@@ -5,7 +5,7 @@ UV := python3 -m uv
 BUF_VERSION := 1.75.0
 RUN := $(UV) run --frozen
 
-.PHONY: setup run test e2e lint fmt typecheck proto proto-check buf-lint buf-breaking buf-baseline audit check bench clean
+.PHONY: setup run test fuzz e2e lint fmt typecheck proto proto-check buf-lint buf-breaking buf-baseline audit check bench clean
 
 setup: .venv/.synced
 
@@ -25,6 +25,9 @@ run: setup ## run the sidecar; with no Intercom token, against the embedded fake
 
 test: setup ## unit, contract and end-to-end tests (loopback only)
 	$(RUN) pytest -q
+
+fuzz: setup ## the fuzz properties (tests/fuzz) with 20,000 examples each instead of 100
+	HYPOTHESIS_PROFILE=fuzz $(RUN) pytest -q --timeout=0 tests/fuzz --hypothesis-show-statistics
 
 e2e: setup
 	$(RUN) pytest -q -m e2e

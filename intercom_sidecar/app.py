@@ -105,7 +105,7 @@ class App:
         self._watching: asyncio.Task[None] | None = None
         self._prefetching: asyncio.Task[None] | None = None
         self._token_check_seconds = token_check_seconds
-        self._limits = DecodeLimits(config.limits.max_event_bytes, config.limits.max_future_seconds)
+        self._limits = DecodeLimits.of(config.limits)
         self.spool: Spool | None = None
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
@@ -201,7 +201,12 @@ class App:
             recent=self.recent,
         )
 
-        self._servicer = EventServicer(intake, self._limits, identity_secret=config.mapping.identity_secret)
+        self._servicer = EventServicer(
+            intake,
+            self._limits,
+            identity_secret=config.mapping.identity_secret,
+            max_events_per_send=config.limits.max_events_per_send,
+        )
         self._server = server = api_server(
             self._servicer,
             self._health,

@@ -189,6 +189,17 @@ class LimitsConfig:
     """Segment's own limit for one call."""
     max_future_seconds: float = 24 * 3600.0
     """How far in the future an event's timestamp may lie (clock skew allowance)."""
+    max_past_seconds: float = 3650 * 24 * 3600.0
+    """How far in the past an event's timestamp may lie; 0 for no limit. Ten years lets backfills through and
+    stops the usual client bugs (a zero timestamp is 1970; seconds read as milliseconds is 1970 too)."""
+    max_events_per_send: int = 1000
+    """Events in one `Send` call; more and the whole call is refused (INVALID_ARGUMENT), nothing is taken."""
+    max_depth: int = 10
+    """Nesting of objects and lists in an event's traits, properties, context or integrations (the top object is 1)."""
+    max_keys: int = 1000
+    """Keys of all objects in one event's traits/properties, context and integrations together."""
+    max_string_chars: int = 10_000
+    """Characters of one string (or key) in those objects and of the call's own strings (track event, page name)."""
 
 
 PAGE_MODES = ("ignore", "event", "last_seen")
@@ -276,6 +287,11 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         limits=LimitsConfig(
             max_event_bytes=reader.get("INTERCOM_SIDECAR_MAX_EVENT_BYTES", int, 32 * 1024, _positive),
             max_future_seconds=reader.get("INTERCOM_SIDECAR_MAX_FUTURE_SECONDS", float, 24 * 3600.0, _not_negative),
+            max_past_seconds=reader.get("INTERCOM_SIDECAR_MAX_PAST_SECONDS", float, 3650 * 24 * 3600.0, _not_negative),
+            max_events_per_send=reader.get("INTERCOM_SIDECAR_MAX_EVENTS_PER_SEND", int, 1000, _positive),
+            max_depth=reader.get("INTERCOM_SIDECAR_MAX_DEPTH", int, 10, _between(1, _MAX_PROTOBUF_DEPTH)),
+            max_keys=reader.get("INTERCOM_SIDECAR_MAX_KEYS", int, 1000, _positive),
+            max_string_chars=reader.get("INTERCOM_SIDECAR_MAX_STRING_CHARS", int, 10_000, _positive),
         ),
         spool=SpoolConfig(
             kind=reader.get("INTERCOM_SIDECAR_SPOOL", str, "sqlite", _one_of(SPOOL_KINDS)),
@@ -580,6 +596,18 @@ def _at_most(limit: int) -> Callable[[int], str | None]:
         if value < 0:
             return "must not be negative"
         return None if value <= limit else f"must be at most {limit}"
+
+    return check
+
+
+_MAX_PROTOBUF_DEPTH = 30
+"""protobuf's parser stops at 100 nested messages; a Struct level costs 3 of them (Struct, map entry, Value),
+and an event's Struct starts 2 deep (Event, call), so about 30 levels is the most any event can carry."""
+
+
+def _between(low: int, high: int) -> Callable[[int], str | None]:
+    def check(value: int) -> str | None:
+        return None if low <= value <= high else f"must be between {low} and {high}"
 
     return check
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from intercom_sidecar.config import Config, IntercomConfig, Secret
+
+# Hypothesis: `default` keeps `make test` fast; `fuzz` (`make fuzz`, HYPOTHESIS_PROFILE=fuzz) runs long. No
+# deadline: the first example of a test pays for loading Intercom's OpenAPI description, and the machine is shared.
+settings.register_profile("default", max_examples=100, deadline=None)
+settings.register_profile("fuzz", max_examples=20_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 TEST_TOKEN = "tok_test_9f8e7d6c5b4a"
 """The access token tests use; it must never show up in an error, a log line or a repr."""

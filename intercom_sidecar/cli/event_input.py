@@ -14,10 +14,10 @@ from typing import Any
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
 from intercom_sidecar.cli.segment_json import SegmentJsonError, event_from_segment_json
+from intercom_sidecar.model import strict_json
 
 __all__ = ["read_events"]
 
-_DECODER = json.JSONDecoder()
 _WHITESPACE = re.compile(r"\s*")
 
 
@@ -36,7 +36,7 @@ def _json_values(text: str, source: str) -> tuple[list[tuple[str, Any]], list[st
     """(where, value) pairs and problems. `where` is `source:line` (`source: event N` for an array's items)."""
     if text.lstrip().startswith("["):
         try:
-            items = json.loads(text)
+            items = strict_json.loads(text)
         except ValueError as exc:
             return [], [f"{source}: not valid JSON: {exc}"]
         return [(f"{source}: event {n}", item) for n, item in enumerate(items, 1)], []
@@ -61,9 +61,11 @@ def _ndjson(text: str) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
         if not line.strip():
             continue
         try:
-            values.append((number, json.loads(line)))
+            values.append((number, strict_json.loads(line)))
         except json.JSONDecodeError as exc:
             problems.append((number, f"not valid JSON: {exc.msg} at column {exc.colno}"))
+        except strict_json.StrictJsonError as exc:
+            problems.append((number, f"not accepted: {exc}"))
     return values, problems
 
 
@@ -75,9 +77,11 @@ def _concatenated(text: str) -> list[tuple[int, Any]] | str:
     position = _skip_whitespace(text, 0)
     while position < len(text):
         try:
-            value, end = _DECODER.raw_decode(text, position)
+            value, end = strict_json.DECODER.raw_decode(text, position)
         except json.JSONDecodeError as exc:
             return f"{exc.lineno}: not valid JSON: {exc.msg} at column {exc.colno}"
+        except strict_json.StrictJsonError as exc:
+            return f"{text.count(chr(10), 0, position) + 1}: not accepted: {exc}"
         line, counted = line + text.count("\n", counted, position), position
         values.append((line, value))
         position = _skip_whitespace(text, end)

@@ -2,34 +2,69 @@
 
 With `server/`, the only code that touches the generated protobuf types. Each problem raises
 `InvalidEventError` naming the field in Segment's terms, so the caller's ack says exactly what to fix.
-Structs are converted by hand: `json_format.MessageToDict` costs several times more (PERF-NOTES).
+Structs are converted by hand: `json_format.MessageToDict` costs several times more (PERF-NOTES), and by hand
+the conversion is iterative (no recursion, whatever the nesting) and checks depth, key count, string length and
+numbers as it goes, so the work stops at the first limit crossed and is linear in the size of the event.
+A Struct's keys are unique: protobuf maps keep one value per key (the last one on the wire), so a duplicate
+key never reaches this code; JSON input is checked for duplicates where it is parsed (`cli/segment_json.py`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
-from google.protobuf.message import DecodeError
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
+from intercom_sidecar.config import LimitsConfig
 from intercom_sidecar.errors import InvalidEventError
 from intercom_sidecar.model.events import Alias, Call, Event, Group, Identify, Page, Screen, Track
+from intercom_sidecar.model.wire import parse_event, shorten
 
-__all__ = ["MAX_ID_CHARS", "DecodeLimits", "event_from_bytes", "event_from_proto", "struct_to_dict"]
+__all__ = ["MAX_ID_CHARS", "DecodeLimits", "event_from_bytes", "event_from_proto", "parse_limited", "struct_to_dict"]
 
 MAX_ID_CHARS = 255
 """The longest message_id, user_id, anonymous_id, group_id or previous_id accepted."""
 
 _NANOS_PER_SECOND = 1_000_000_000
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+_DEFAULTS = LimitsConfig()
 
 
 @dataclass(frozen=True, slots=True)
 class DecodeLimits:
-    max_event_bytes: int
-    max_future_seconds: float
+    """What one event may hold; each limit is an INTERCOM_SIDECAR_* setting (`LimitsConfig`), named in the
+    INVALID reason of an event that crosses it."""
+
+    max_event_bytes: int = _DEFAULTS.max_event_bytes
+    max_future_seconds: float = _DEFAULTS.max_future_seconds
+    max_past_seconds: float = _DEFAULTS.max_past_seconds
+    """0: no limit."""
+    max_depth: int = _DEFAULTS.max_depth
+    max_keys: int = _DEFAULTS.max_keys
+    max_string_chars: int = _DEFAULTS.max_string_chars
+
+    @classmethod
+    def of(cls, config: LimitsConfig) -> DecodeLimits:
+        return cls(
+            max_event_bytes=config.max_event_bytes,
+            max_future_seconds=config.max_future_seconds,
+            max_past_seconds=config.max_past_seconds,
+            max_depth=config.max_depth,
+            max_keys=config.max_keys,
+            max_string_chars=config.max_string_chars,
+        )
+
+
+def parse_limited(payload: bytes, limits: DecodeLimits) -> event_pb2.Event:
+    """The serialized event in `payload`, refused before parsing when it is bigger than the limit."""
+    _check_size(len(payload), limits)
+    return parse_event(payload)
 
 
 def event_from_proto(message: event_pb2.Event, *, now: float, limits: DecodeLimits) -> Event:
@@ -37,61 +72,71 @@ def event_from_proto(message: event_pb2.Event, *, now: float, limits: DecodeLimi
     if not message.message_id:
         raise InvalidEventError("message_id", "is required")
     _check_id("message_id", message.message_id)
-    size = message.ByteSize()
-    if size > limits.max_event_bytes:
-        raise InvalidEventError("event", f"is {size} bytes; the limit is {limits.max_event_bytes} bytes")
+    if not (message.message_id.isascii() and message.message_id.isprintable()) or " " in message.message_id:
+        raise InvalidEventError("message_id", "must be printable ASCII without spaces (e.g. a UUID)")
+    _check_size(message.ByteSize(), limits)
     user_id = _optional_id("user_id", message.user_id)
     anonymous_id = _optional_id("anonymous_id", message.anonymous_id)
     if user_id is None and anonymous_id is None:
         raise InvalidEventError("user_id", "one of user_id and anonymous_id is required")
-    latest = now + limits.max_future_seconds
-    timestamp = _seconds("timestamp", message.timestamp, latest) if message.HasField("timestamp") else now
-    sent_at = _seconds("sent_at", message.sent_at, latest) if message.HasField("sent_at") else None
+    timestamp = _seconds("timestamp", message.timestamp, now, limits) if message.HasField("timestamp") else now
+    sent_at = _seconds("sent_at", message.sent_at, now, limits) if message.HasField("sent_at") else None
+    budget = _Budget(limits)
+    call = _call(message, budget)
     return Event(
         message_id=message.message_id,
         user_id=user_id,
         anonymous_id=anonymous_id,
         timestamp=timestamp,
         sent_at=sent_at,
-        call=_call(message),
-        context=_struct("context", message.context),
-        integrations=_struct("integrations", message.integrations),
+        call=call,
+        context=budget.convert("context", message.context),
+        integrations=budget.convert("integrations", message.integrations),
     )
 
 
 def event_from_bytes(payload: bytes, *, now: float, limits: DecodeLimits) -> tuple[Event, dict[str, str]]:
     """An event kept as serialized protobuf (the spool's payload), validated as when it was received at `now`,
     and the W3C trace context kept with it."""
-    try:
-        message = event_pb2.Event.FromString(payload)
-    except DecodeError:
-        raise InvalidEventError("event", "is not a valid serialized intercom_sidecar.v1.Event") from None
+    message = parse_limited(payload, limits)
     return event_from_proto(message, now=now, limits=limits), dict(message.trace_context)
 
 
-def _call(message: event_pb2.Event) -> Call:
+def _check_size(size: int, limits: DecodeLimits) -> None:
+    if size > limits.max_event_bytes:
+        raise InvalidEventError(
+            "event", f"is {size} bytes; the limit is {limits.max_event_bytes} bytes (INTERCOM_SIDECAR_MAX_EVENT_BYTES)"
+        )
+
+
+def _call(message: event_pb2.Event, budget: _Budget) -> Call:
     kind = message.WhichOneof("call")
     if kind == "identify":
-        return Identify(traits=_struct("identify.traits", message.identify.traits))
+        return Identify(traits=budget.convert("identify.traits", message.identify.traits))
     if kind == "track":
         if not message.track.event.strip():
             raise InvalidEventError("track.event", "must not be empty")
-        return Track(event=message.track.event, properties=_struct("track.properties", message.track.properties))
+        event = budget.string("track.event", message.track.event)
+        return Track(event=event, properties=budget.convert("track.properties", message.track.properties))
     if kind == "page":
         page = message.page
-        return Page(name=page.name, category=page.category, properties=_struct("page.properties", page.properties))
+        return Page(
+            name=budget.string("page.name", page.name),
+            category=budget.string("page.category", page.category),
+            properties=budget.convert("page.properties", page.properties),
+        )
     if kind == "screen":
         screen = message.screen
         return Screen(
-            name=screen.name,
-            category=screen.category,
-            properties=_struct("screen.properties", screen.properties),
+            name=budget.string("screen.name", screen.name),
+            category=budget.string("screen.category", screen.category),
+            properties=budget.convert("screen.properties", screen.properties),
         )
     if kind == "group":
         if not message.group.group_id.strip():
             raise InvalidEventError("group.group_id", "is required")
         _check_id("group.group_id", message.group.group_id)
-        return Group(group_id=message.group.group_id, traits=_struct("group.traits", message.group.traits))
+        return Group(group_id=message.group.group_id, traits=budget.convert("group.traits", message.group.traits))
     if kind == "alias":
         if not message.alias.previous_id.strip():
             raise InvalidEventError("alias.previous_id", "is required")
@@ -112,46 +157,141 @@ def _check_id(field: str, value: str) -> None:
         raise InvalidEventError(field, "must not be only whitespace")
     if len(value) > MAX_ID_CHARS:
         raise InvalidEventError(field, f"is {len(value)} characters; the limit is {MAX_ID_CHARS}")
+    if _CONTROL.search(value):
+        raise InvalidEventError(field, "must not contain control characters")
 
 
-def _seconds(field: str, value: timestamp_pb2.Timestamp, latest: float) -> float:
+def _seconds(field: str, value: timestamp_pb2.Timestamp, now: float, limits: DecodeLimits) -> float:
     if not 0 <= value.nanos < _NANOS_PER_SECOND:
         raise InvalidEventError(field, f"nanos must be in [0, 999999999], got {value.nanos}")
     seconds = value.seconds + value.nanos / _NANOS_PER_SECOND
     if seconds < 0:
         raise InvalidEventError(field, f"is before 1970-01-01T00:00:00Z ({value.seconds} s)")
-    if seconds > latest:
-        raise InvalidEventError(field, f"is too far in the future ({value.seconds} s since the epoch)")
+    if seconds > now + limits.max_future_seconds:
+        raise InvalidEventError(
+            field,
+            f"is too far in the future ({value.seconds} s since the epoch; the limit is "
+            f"{limits.max_future_seconds:g} s ahead, INTERCOM_SIDECAR_MAX_FUTURE_SECONDS)",
+        )
+    if limits.max_past_seconds and seconds < now - limits.max_past_seconds:
+        raise InvalidEventError(
+            field,
+            f"is too far in the past ({value.seconds} s since the epoch; the limit is "
+            f"{limits.max_past_seconds:g} s ago, INTERCOM_SIDECAR_MAX_PAST_SECONDS)",
+        )
     return seconds
 
 
-def _struct(field: str, value: struct_pb2.Struct) -> dict[str, Any]:
+def struct_to_dict(struct: struct_pb2.Struct, limits: DecodeLimits | None = None) -> dict[str, Any]:
+    """A Struct as a plain dict. Whole numbers become ints. ValueError (saying where, below the Struct) for NaN
+    and infinities, and for anything past `limits` (by default, no limits but protobuf's own)."""
+    budget = _Budget(limits or _UNLIMITED)
     try:
-        return struct_to_dict(value)
-    except ValueError as exc:
-        raise InvalidEventError(field, str(exc)) from None
+        return budget.convert("", struct)
+    except InvalidEventError as exc:
+        raise ValueError(str(exc)) from None
 
 
-def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    """A Struct as a plain dict. Whole numbers become ints; NaN and infinities raise ValueError."""
-    return {key: _value(value) for key, value in struct.fields.items()}
+_UNLIMITED = DecodeLimits(max_depth=1 << 30, max_keys=1 << 62, max_string_chars=1 << 62)
+_NOT_FINITE = "numbers must be finite (no NaN or Infinity)"
 
 
-def _value(value: struct_pb2.Value) -> Any:
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "number_value":
-        number = value.number_value
-        if not math.isfinite(number):
-            raise ValueError("numbers must be finite (no NaN or Infinity)")
-        if number.is_integer() and abs(number) <= 2**53:
-            return int(number)
-        return number
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "struct_value":
-        return struct_to_dict(value.struct_value)
-    if kind == "list_value":
-        return [_value(item) for item in value.list_value.values]
-    return None
+@dataclass(slots=True)
+class _Budget:
+    """The limits of one event, and the keys it has left: every Struct of the event draws on the same count."""
+
+    limits: DecodeLimits
+    keys_left: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys_left = self.limits.max_keys
+
+    def string(self, where: str, value: str) -> str:
+        if len(value) > self.limits.max_string_chars:
+            raise InvalidEventError(
+                where,
+                f"is {len(value)} characters; the limit is {self.limits.max_string_chars} "
+                "(INTERCOM_SIDECAR_MAX_STRING_CHARS)",
+            )
+        return value
+
+    def convert(self, where: str, struct: struct_pb2.Struct) -> dict[str, Any]:
+        """`struct` as a dict, from an explicit stack (no recursion): each value is looked at once, and a value's
+        path is only spelled out for an error. Containers are put in place first and filled later, so keys keep
+        the event's order."""
+        max_chars, max_depth = self.limits.max_string_chars, self.limits.max_depth
+        root: dict[str, Any] = {}
+        # (key/value pairs or index/value pairs, the container to fill, its path, its depth)
+        stack: list[tuple[Any, Any, _Path, int]] = [(struct.fields.items(), root, (None, where), 1)]
+        while stack:
+            pairs, target, path, depth = stack.pop()
+            is_object = isinstance(target, dict)
+            for key, value in pairs:
+                if is_object:
+                    self._count_key(path, key)
+                kind = value.WhichOneof("kind")
+                if kind == "string_value":
+                    result: Any = value.string_value
+                    if len(result) > max_chars:
+                        self.string(_render(_child(path, key)), result)
+                elif kind == "number_value":
+                    result = value.number_value
+                    if not math.isfinite(result):
+                        raise InvalidEventError(_render(_child(path, key)), _NOT_FINITE)
+                    if result.is_integer() and abs(result) <= 2**53:
+                        result = int(result)
+                elif kind == "bool_value":
+                    result = value.bool_value
+                elif kind == "struct_value" or kind == "list_value":
+                    if depth == max_depth:
+                        raise InvalidEventError(
+                            _render(_child(path, key)),
+                            f"nests objects and lists deeper than {max_depth} levels (INTERCOM_SIDECAR_MAX_DEPTH)",
+                        )
+                    if kind == "struct_value":
+                        result = {}
+                        stack.append((value.struct_value.fields.items(), result, _child(path, key), depth + 1))
+                    else:
+                        values = value.list_value.values
+                        result = [None] * len(values)
+                        stack.append((enumerate(values), result, _child(path, key), depth + 1))
+                else:
+                    result = None
+                target[key] = result
+        return root
+
+    def _count_key(self, path: _Path, key: str) -> None:
+        self.keys_left -= 1
+        if self.keys_left < 0:
+            raise InvalidEventError(
+                _render(_child(path, key)),
+                f"the event has more than {self.limits.max_keys} keys in its objects (traits or properties, "
+                "context and integrations together; INTERCOM_SIDECAR_MAX_KEYS)",
+            )
+        if len(key) > self.limits.max_string_chars:
+            raise InvalidEventError(
+                _render(_child(path, key)),
+                f"the key is {len(key)} characters; the limit is {self.limits.max_string_chars} "
+                "(INTERCOM_SIDECAR_MAX_STRING_CHARS)",
+            )
+
+
+def _child(path: _Path, key: str | int) -> _Path:
+    return (path, f"[{key}]" if isinstance(key, int) else _key(key))
+
+
+_Path = tuple[Any, str] | None
+"""A path as a linked list (parent, segment), rendered only when an error needs it: building each value's path
+as a string would cost time proportional to its depth."""
+
+
+def _key(key: str) -> str:
+    return "." + (key if len(key) <= 64 else key[:64] + "...")
+
+
+def _render(path: _Path) -> str:
+    segments: list[str] = []
+    while path is not None:
+        path, segment = path
+        segments.append(segment)
+    return shorten("".join(reversed(segments)).lstrip("."))

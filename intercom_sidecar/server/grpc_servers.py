@@ -18,9 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from intercom_sidecar._generated.intercom_sidecar.v1 import service_pb2, service_pb2_grpc
+from intercom_sidecar._generated.intercom_sidecar.v1 import service_pb2
 from intercom_sidecar.errors import ConfigError
-from intercom_sidecar.server.servicer import EventServicer
+from intercom_sidecar.server.servicer import EventServicer, add_event_service
 
 __all__ = [
     "EVENT_SERVICE",
@@ -52,7 +52,7 @@ def api_server(
         options=[("grpc.max_receive_message_length", max_message_bytes), ("grpc.so_reuseport", 0)],
         interceptors=interceptors,
     )
-    service_pb2_grpc.add_EventServiceServicer_to_server(servicer, server)
+    add_event_service(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     if reflection_on:
         reflection.enable_server_reflection(

@@ -11,7 +11,6 @@ compact JSON), 500 KB per request after decompression.
 from __future__ import annotations
 
 import json
-import math
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any, Final
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
 from intercom_sidecar.cli.segment_json import SegmentJsonError, event_from_segment_json
 from intercom_sidecar.errors import InvalidEventError
+from intercom_sidecar.model import strict_json
 
 __all__ = [
     "BATCH_ROUTES",
@@ -106,33 +106,13 @@ def parse_json(data: bytes) -> Any:
     if not text.strip():
         raise BadRequestError("the body is empty; send a JSON object")
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite)
+        return strict_json.loads(text)
     except json.JSONDecodeError as error:
         raise BadRequestError(f"invalid JSON: {error}") from None
     except ValueError as error:  # from the hooks, or an integer with too many digits
         raise BadRequestError(f"invalid JSON: {error}") from None
     except RecursionError:
         raise BadRequestError("invalid JSON: nested too deeply") from None
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range for a number")
-    return value
 
 
 def _batch_items(data: dict[str, Any], max_event_bytes: int) -> list[Item]:

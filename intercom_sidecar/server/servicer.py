@@ -3,57 +3,99 @@
 Call options come from gRPC metadata: `x-ack-mode: delivered` asks for final outcomes instead of ACCEPTED,
 and W3C `traceparent`/`tracestate` make each event's span a child of the caller's span (an event's own
 `trace_context` field, when set, wins over the call's metadata).
+
+Stream and Send take their requests as raw bytes (`add_event_service` registers them without the generated
+deserializers): a message protobuf cannot parse would otherwise end the whole call, every good event on the
+stream with it. Here each event is parsed on its own, and one that cannot be gets an INVALID ack naming the field.
+A `Send` with more than INTERCOM_SIDECAR_MAX_EVENTS_PER_SEND events is refused whole with INVALID_ARGUMENT,
+before any event is looked at: nothing is taken, so the caller can split the batch and send it again as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from opentelemetry.context import Context
 
-from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2, service_pb2_grpc
+from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2
 from intercom_sidecar.config import Secret
+from intercom_sidecar.errors import InvalidEventError
 from intercom_sidecar.intake import Intake
 from intercom_sidecar.mapping.verification import user_hash
 from intercom_sidecar.model.acks import AckInfo
 from intercom_sidecar.model.events import Event
-from intercom_sidecar.model.from_proto import DecodeLimits, event_from_proto
+from intercom_sidecar.model.from_proto import DecodeLimits, event_from_proto, parse_limited
+from intercom_sidecar.model.wire import WireError, peek_message_id, split_send_request
 from intercom_sidecar.server.acks import ack_to_proto
 from intercom_sidecar.telemetry.spans import context_from_carrier
 
-__all__ = ["ACK_MODE_KEY", "EventServicer", "submit_event"]
+__all__ = ["ACK_MODE_KEY", "EventServicer", "add_event_service", "submit_event"]
 
 ACK_MODE_KEY = "x-ack-mode"
 _ACK_MODES = {"accepted": False, "delivered": True}
 _CLOSED_DETAILS = "the sidecar is shutting down; events without an ack were not taken, send them again elsewhere"
 
 
-class EventServicer(service_pb2_grpc.EventServiceServicer):
+def add_event_service(servicer: EventServicer, server: grpc.aio.Server) -> None:
+    """Register `servicer` as `intercom_sidecar.v1.EventService`, with Stream's and Send's requests left as bytes."""
+    handlers = {
+        "Stream": grpc.stream_stream_rpc_method_handler(
+            servicer.Stream, request_deserializer=None, response_serializer=event_pb2.Ack.SerializeToString
+        ),
+        "Send": grpc.unary_unary_rpc_method_handler(
+            servicer.Send, request_deserializer=None, response_serializer=service_pb2.SendResponse.SerializeToString
+        ),
+        "UserHash": grpc.unary_unary_rpc_method_handler(
+            servicer.UserHash,
+            request_deserializer=service_pb2.UserHashRequest.FromString,
+            response_serializer=service_pb2.UserHashResponse.SerializeToString,
+        ),
+    }
+    name = service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+
+
+class EventServicer:
+    """The EventService methods (not the generated base class: Stream and Send take bytes, see the module doc)."""
+
     def __init__(
         self,
         intake: Intake,
         limits: DecodeLimits,
         *,
         identity_secret: Secret | None = None,
+        max_events_per_send: int = 1000,
     ) -> None:
         self._intake = intake
+        self._max_events_per_send = max_events_per_send
         self._identity_secret = identity_secret
         self._limits = limits
         self._readers: set[asyncio.Task[None]] = set()
         self._closing = False
 
-    async def Send(
-        self, request: service_pb2.SendRequest, context: grpc.aio.ServicerContext[object, object]
-    ) -> service_pb2.SendResponse:
+    async def Send(self, request: bytes, context: grpc.aio.ServicerContext[object, object]) -> service_pb2.SendResponse:
         wait, parent = await _call_options(context)
-        results = [self._submit(message, wait, parent) for message in request.events]
+        try:
+            events = split_send_request(request, self._max_events_per_send)
+        except WireError as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a serialized SendRequest: {error}")
+            raise  # not reached: abort raises
+        except ValueError:
+            limit = self._max_events_per_send
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"events: more than {limit} events in one Send, the limit (INTERCOM_SIDECAR_MAX_EVENTS_PER_SEND); "
+                "none was taken: send them again in batches of at most that many, or on Stream",
+            )
+            raise
+        results = [self._submit(raw, wait, parent) for raw in events]
         acks = [await result if isinstance(result, asyncio.Future) else result for result in results]
         return service_pb2.SendResponse(acks=[ack_to_proto(ack) for ack in acks])
 
     async def Stream(
-        self, request_iterator: AsyncIterator[event_pb2.Event], context: grpc.aio.ServicerContext[object, object]
+        self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext[object, object]
     ) -> AsyncIterator[event_pb2.Ack]:
         wait, parent = await _call_options(context)
         acks: asyncio.Queue[event_pb2.Ack | None] = asyncio.Queue()
@@ -114,9 +156,11 @@ class EventServicer(service_pb2_grpc.EventServiceServicer):
         for reader in self._readers:
             reader.cancel()
 
-    def _submit(
-        self, message: event_pb2.Event, wait: bool, parent: Context | None
-    ) -> AckInfo | asyncio.Future[AckInfo]:
+    def _submit(self, raw: bytes, wait: bool, parent: Context | None) -> AckInfo | asyncio.Future[AckInfo]:
+        try:
+            message = parse_limited(raw, self._limits)
+        except InvalidEventError as error:
+            return self._intake.submit(peek_message_id(raw), _raiser(error), _no_payload, wait=wait, parent=parent)
         return submit_event(self._intake, message, self._limits, wait=wait, parent=parent)
 
 
@@ -147,3 +191,16 @@ async def _call_options(context: grpc.aio.ServicerContext[object, object]) -> tu
             grpc.StatusCode.INVALID_ARGUMENT, f"{ACK_MODE_KEY} must be 'accepted' or 'delivered', got {mode!r}"
         )
     return _ACK_MODES[mode], context_from_carrier(metadata)
+
+
+def _raiser(error: InvalidEventError) -> Callable[[float], Event]:
+    """A `decode` for an event that could not even be parsed: it fails with the parse problem."""
+
+    def decode(now: float) -> Event:
+        raise error
+
+    return decode
+
+
+def _no_payload(traceparent: str) -> bytes:
+    raise AssertionError("an event that failed to decode is never spooled")

@@ -44,7 +44,15 @@ def test_defaults() -> None:
     assert config.retry == RetryConfig(
         initial_backoff_seconds=0.5, max_backoff_seconds=60.0, max_elapsed_seconds=10800.0
     )
-    assert config.limits == LimitsConfig(max_event_bytes=32 * 1024, max_future_seconds=86400.0)
+    assert config.limits == LimitsConfig(
+        max_event_bytes=32 * 1024,
+        max_future_seconds=86400.0,
+        max_past_seconds=3650 * 86400.0,
+        max_events_per_send=1000,
+        max_depth=10,
+        max_keys=1000,
+        max_string_chars=10_000,
+    )
 
 
 def test_every_setting_is_read() -> None:
@@ -67,6 +75,11 @@ def test_every_setting_is_read() -> None:
         INTERCOM_SIDECAR_MAX_FUTURE_SECONDS="0",
         INTERCOM_SIDECAR_ADMIN_LISTEN="[::1]:9000",
         INTERCOM_SIDECAR_ADMIN_RECENT_EVENTS="0",
+        INTERCOM_SIDECAR_MAX_PAST_SECONDS="0",
+        INTERCOM_SIDECAR_MAX_EVENTS_PER_SEND="10",
+        INTERCOM_SIDECAR_MAX_DEPTH="30",
+        INTERCOM_SIDECAR_MAX_KEYS="5",
+        INTERCOM_SIDECAR_MAX_STRING_CHARS="20",
     )
     assert config == Config(
         intercom=IntercomConfig(token=Secret(TOKEN), api_version="2.11", timeout_seconds=2.5, max_connections=4),
@@ -81,7 +94,15 @@ def test_every_setting_is_read() -> None:
         ),
         queue=QueueConfig(max_events=50, workers=2, full_retry_after_seconds=0.25),
         retry=RetryConfig(initial_backoff_seconds=0.1, max_backoff_seconds=3.0, max_elapsed_seconds=60.0),
-        limits=LimitsConfig(max_event_bytes=1024, max_future_seconds=0.0),
+        limits=LimitsConfig(
+            max_event_bytes=1024,
+            max_future_seconds=0.0,
+            max_past_seconds=0.0,
+            max_events_per_send=10,
+            max_depth=30,
+            max_keys=5,
+            max_string_chars=20,
+        ),
     )
 
 
@@ -276,6 +297,15 @@ ERRORS: list[tuple[dict[str, str], str]] = [
         "INTERCOM_SIDECAR_RETRY_MAX_ELAPSED_SECONDS: must be a number, got 'soon'",
     ),
     ({"INTERCOM_SIDECAR_MAX_EVENT_BYTES": "0"}, "INTERCOM_SIDECAR_MAX_EVENT_BYTES: must be greater than 0, got '0'"),
+    ({"INTERCOM_SIDECAR_MAX_PAST_SECONDS": "-1"}, "INTERCOM_SIDECAR_MAX_PAST_SECONDS: must not be negative, got '-1'"),
+    (
+        {"INTERCOM_SIDECAR_MAX_EVENTS_PER_SEND": "0"},
+        "INTERCOM_SIDECAR_MAX_EVENTS_PER_SEND: must be greater than 0, got '0'",
+    ),
+    ({"INTERCOM_SIDECAR_MAX_DEPTH": "0"}, "INTERCOM_SIDECAR_MAX_DEPTH: must be between 1 and 30, got '0'"),
+    ({"INTERCOM_SIDECAR_MAX_DEPTH": "31"}, "INTERCOM_SIDECAR_MAX_DEPTH: must be between 1 and 30, got '31'"),
+    ({"INTERCOM_SIDECAR_MAX_KEYS": "-5"}, "INTERCOM_SIDECAR_MAX_KEYS: must be greater than 0, got '-5'"),
+    ({"INTERCOM_SIDECAR_MAX_STRING_CHARS": "x"}, "INTERCOM_SIDECAR_MAX_STRING_CHARS: must be an integer, got 'x'"),
     (
         {"INTERCOM_SIDECAR_MAX_FUTURE_SECONDS": "-1"},
         "INTERCOM_SIDECAR_MAX_FUTURE_SECONDS: must not be negative, got '-1'",

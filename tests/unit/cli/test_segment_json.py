@@ -9,9 +9,11 @@ import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
+from intercom_sidecar.cli.event_input import read_events
 from intercom_sidecar.cli.segment_json import SegmentJsonError, event_from_segment_json
 from intercom_sidecar.model.events import Alias, Group, Identify, Page, Screen, Track
 from intercom_sidecar.model.from_proto import DecodeLimits, event_from_proto
+from intercom_sidecar.model.strict_json import StrictJsonError, loads
 
 JAN_2024 = 1_704_067_200
 
@@ -221,3 +223,33 @@ def test_round_trip_through_the_server_decoder(data: dict[str, Any], call: Any) 
         message, now=JAN_2024 + 60, limits=DecodeLimits(max_event_bytes=32 * 1024, max_future_seconds=86400)
     )
     assert (event.message_id, event.user_id, event.timestamp, event.call) == ("m1", "42", JAN_2024, call)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"type": "track", "type": "identify"}', "duplicate key 'type' in one object"),
+        ('{"traits": {"email": "a@x", "email": "b@x"}}', "duplicate key 'email' in one object"),
+        ('[{"a": 1}, {"b": [{"c": 1, "c": 2}]}]', "duplicate key 'c' in one object"),
+        ('{"properties": {"revenue": NaN}}', "NaN is not a JSON number"),
+        ('{"properties": {"revenue": -Infinity}}', "-Infinity is not a JSON number"),
+    ],
+)
+def test_loads_refuses_duplicate_keys_and_non_numbers(text: str, message: str) -> None:
+    with pytest.raises(StrictJsonError) as caught:
+        loads(text)
+    assert str(caught.value) == message
+
+
+def test_loads_keeps_the_order_of_keys() -> None:
+    assert list(loads('{"b": 1, "a": {"y": 2, "x": 3}}')) == ["b", "a"]
+    assert list(loads('{"b": 1, "a": {"y": 2, "x": 3}}')["a"]) == ["y", "x"]
+
+
+def test_send_reports_a_duplicate_key_with_its_line() -> None:
+    text = '{"type": "track", "userId": "u1", "event": "A"}\n{"type": "track", "event": "B", "event": "C"}\n'
+    items = list(read_events(text, "in.ndjson"))
+    assert [item for item in items if isinstance(item, str)] == [
+        "in.ndjson:2: not accepted: duplicate key 'event' in one object"
+    ]
+    assert [item.track.event for item in items if isinstance(item, event_pb2.Event)] == ["A"]

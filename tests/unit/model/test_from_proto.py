@@ -119,7 +119,8 @@ INVALID: list[tuple[str, Callable[[], event_pb2.Event], str, str]] = [
         "timestamp too far in the future",
         lambda: message(timestamp=ts(int(NOW + DAY) + 1)),
         "timestamp",
-        f"is too far in the future ({int(NOW + DAY) + 1} s since the epoch)",
+        f"is too far in the future ({int(NOW + DAY) + 1} s since the epoch; the limit is 86400 s ahead, "
+        "INTERCOM_SIDECAR_MAX_FUTURE_SECONDS)",
     ),
     (
         "timestamp nanos negative",
@@ -143,44 +144,45 @@ INVALID: list[tuple[str, Callable[[], event_pb2.Event], str, str]] = [
         "sent_at too far in the future",
         lambda: message(sent_at=ts(int(NOW + 2 * DAY))),
         "sent_at",
-        f"is too far in the future ({int(NOW + 2 * DAY)} s since the epoch)",
+        f"is too far in the future ({int(NOW + 2 * DAY)} s since the epoch; the limit is 86400 s ahead, "
+        "INTERCOM_SIDECAR_MAX_FUTURE_SECONDS)",
     ),
     ("sent_at bad nanos", lambda: message(sent_at=ts(1, -5)), "sent_at", "nanos must be in [0, 999999999], got -5"),
     (
         "NaN in identify.traits",
         lambda: message(identify=event_pb2.Identify(traits=struct({"score": NAN}))),
-        "identify.traits",
+        "identify.traits.score",
         NOT_FINITE,
     ),
     (
         "Infinity in track.properties",
         lambda: message(track=event_pb2.Track(event="Bought", properties=struct({"revenue": INF}))),
-        "track.properties",
+        "track.properties.revenue",
         NOT_FINITE,
     ),
     (
         "NaN nested in a list in context",
         lambda: message(context=struct({"page": {"values": [1, NAN]}})),
-        "context",
+        "context.page.values[1]",
         NOT_FINITE,
     ),
-    ("-Infinity in integrations", lambda: message(integrations=struct({"x": -INF})), "integrations", NOT_FINITE),
+    ("-Infinity in integrations", lambda: message(integrations=struct({"x": -INF})), "integrations.x", NOT_FINITE),
     (
         "NaN in page.properties",
         lambda: message(page=event_pb2.Page(properties=struct({"n": NAN}))),
-        "page.properties",
+        "page.properties.n",
         NOT_FINITE,
     ),
     (
         "NaN in screen.properties",
         lambda: message(screen=event_pb2.Screen(properties=struct({"n": NAN}))),
-        "screen.properties",
+        "screen.properties.n",
         NOT_FINITE,
     ),
     (
         "NaN in group.traits",
         lambda: message(group=event_pb2.Group(group_id="g1", traits=struct({"n": NAN}))),
-        "group.traits",
+        "group.traits.n",
         NOT_FINITE,
     ),
 ]
@@ -203,7 +205,7 @@ def test_oversized_event_is_invalid_and_the_limit_is_inclusive() -> None:
         decode(msg, DecodeLimits(max_event_bytes=size - 1, max_future_seconds=DAY))
 
     assert caught.value.field == "event"
-    assert caught.value.problem == f"is {size} bytes; the limit is {size - 1} bytes"
+    assert caught.value.problem == f"is {size} bytes; the limit is {size - 1} bytes (INTERCOM_SIDECAR_MAX_EVENT_BYTES)"
 
 
 @pytest.mark.parametrize(
@@ -229,7 +231,8 @@ def test_ids_at_the_length_limit_are_accepted(field: str, value: str) -> None:
     ids=["epoch", "with nanos", "at the future limit"],
 )
 def test_timestamp_is_unix_seconds(timestamp: timestamp_pb2.Timestamp, expected: float) -> None:
-    assert decode(message(timestamp=timestamp)).timestamp == expected
+    no_past_limit = DecodeLimits(max_future_seconds=DAY, max_past_seconds=0)
+    assert decode(message(timestamp=timestamp), no_past_limit).timestamp == expected
 
 
 def test_missing_timestamp_defaults_to_now_and_sent_at_to_none() -> None:
@@ -345,7 +348,7 @@ def test_struct_value_with_no_kind_set_is_none() -> None:
 
 
 def test_struct_to_dict_raises_value_error_for_nan() -> None:
-    with pytest.raises(ValueError, match=r"^numbers must be finite \(no NaN or Infinity\)$"):
+    with pytest.raises(ValueError, match=r"^a\[0\]\.b: numbers must be finite \(no NaN or Infinity\)$"):
         struct_to_dict(struct({"a": [{"b": NAN}]}))
 
 

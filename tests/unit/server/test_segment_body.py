@@ -120,7 +120,7 @@ def test_a_request_of_the_wrong_shape_is_refused_whole(path: str, value: Any, me
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (b'{"userId": "u1", "userId": "u2"}', "invalid JSON: duplicate key 'userId'"),
+        (b'{"userId": "u1", "userId": "u2"}', "invalid JSON: duplicate key 'userId' in one object"),
         (b'{"n": NaN}', "invalid JSON: NaN is not a JSON number"),
         (b'{"n": -Infinity}', "invalid JSON: -Infinity is not a JSON number"),
         (b'{"n": 1e999}', "invalid JSON: 1e999 is out of range for a number"),
