@@ -19,6 +19,7 @@ from intercom_sidecar.app import App
 from intercom_sidecar.config import QueueConfig, SpoolConfig
 from intercom_sidecar.delivery.spool import SpoolEntry
 from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
+from intercom_sidecar.runtime import tune_garbage_collector
 from intercom_sidecar.telemetry.setup import make_tracer_provider
 
 __all__ = ["fill_spool", "memory_kib", "run_backlog_sidecar"]
@@ -71,6 +72,7 @@ async def _serve(conn: Connection, fake_url: str, token: str, spool_dir: str, ev
     started = time.perf_counter()
     app = App(config, tracer_provider=make_tracer_provider({}))
     await app.start()
+    tune_garbage_collector()  # as `intercom-sidecar serve` does
     start_seconds = time.perf_counter() - started
 
     async def memory() -> dict[str, int]:

@@ -30,6 +30,7 @@ from intercom_sidecar.config import (
     SpoolConfig,
 )
 from intercom_sidecar.fake import FakeIntercom
+from intercom_sidecar.runtime import tune_garbage_collector
 from intercom_sidecar.telemetry.setup import make_tracer_provider
 
 __all__ = ["SPOOL_MAX_EVENTS", "run_fake", "run_sidecar", "sidecar_config"]
@@ -84,6 +85,7 @@ async def _serve_app(conn: Connection, config: Config, profile: bool, traced: bo
     processors = (BatchSpanProcessor(_DiscardingExporter()),) if traced else ()
     app = App(config, tracer_provider=make_tracer_provider({}, processors=processors))
     await app.start()
+    tune_garbage_collector()  # as `intercom-sidecar serve` does
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
         profiler.enable()

@@ -103,6 +103,7 @@ async def _run_fake(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     from intercom_sidecar.app import App
     from intercom_sidecar.config import load_config
+    from intercom_sidecar.runtime import tune_garbage_collector
 
     env = dict(os.environ)
     if args.listen:
@@ -124,6 +125,7 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         app = App(load_config(env))
         await app.start()
+        tune_garbage_collector()
         try:
             await _until_signalled(app.wait_stopped())
         finally:
