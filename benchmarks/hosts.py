@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
-import dataclasses
 import io
 import pstats
 import tempfile
@@ -43,7 +42,7 @@ _FAKE_CALLS_PER_WINDOW = 1_000_000_000
 
 
 def sidecar_config(fake_url: str, token: str, spool_dir: Path | None = None) -> Config:
-    """The sidecar's defaults (16 workers, 16 connections, a delivery window of 10,000 events, the durable SQLite
+    """The sidecar's defaults (64 workers, 64 connections, a delivery window of 10,000 events, the durable SQLite
     spool), except a loopback port 0, a big spool in a fresh directory, no Segment HTTP API, and a short grace at
     stop (each run starts a fresh sidecar; what is still queued then stays in a spool that is thrown away)."""
     return Config(
@@ -60,17 +59,9 @@ def sidecar_config(fake_url: str, token: str, spool_dir: Path | None = None) -> 
     )
 
 
-async def _serve_sidecar(
-    conn: Connection, fake_url: str, token: str, profile: bool, traced: bool, workers: int | None
-) -> None:
+async def _serve_sidecar(conn: Connection, fake_url: str, token: str, profile: bool, traced: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-spool-") as spool_dir:
-        config = sidecar_config(fake_url, token, Path(spool_dir))
-        if workers is not None:  # as many workers and connections: each worker waits on one call at a time
-            config = config.replace(
-                queue=dataclasses.replace(config.queue, workers=workers),
-                intercom=dataclasses.replace(config.intercom, max_connections=workers),
-            )
-        await _serve_app(conn, config, profile, traced)
+        await _serve_app(conn, sidecar_config(fake_url, token, Path(spool_dir)), profile, traced)
 
 
 class _DiscardingExporter(SpanExporter):
@@ -115,17 +106,10 @@ def _top(profiler: cProfile.Profile, lines: int = 25) -> str:
     return out.getvalue()
 
 
-def run_sidecar(
-    conn: Connection,
-    fake_url: str,
-    token: str,
-    profile: bool = False,
-    traced: bool = False,
-    workers: int | None = None,
-) -> None:
+def run_sidecar(conn: Connection, fake_url: str, token: str, profile: bool = False, traced: bool = False) -> None:
     """Process entry point: the sidecar (`App`) delivering to the fake at `fake_url`."""
     quiet_logging()
-    asyncio.run(_serve_sidecar(conn, fake_url, token, profile, traced, workers))
+    asyncio.run(_serve_sidecar(conn, fake_url, token, profile, traced))
 
 
 async def _serve_fake(conn: Connection, users: int) -> None:

@@ -2,7 +2,7 @@
 live for the whole benchmark. Targets alternate within each repeat, so drift on the machine hits all alike.
 
 Targets: `ceiling` (bare grpc.aio servicer), `sidecar` (the real thing, delivering to the fake while it takes
-events), and `sidecar-held`: the same sidecar while the fake holds every answer for a minute, so its 16 workers
+events), and `sidecar-held`: the same sidecar while the fake holds every answer for a minute, so its workers
 sit waiting and the event loop does intake only. The gap between the two sidecar columns is what delivery costs
 the intake path.
 """
@@ -48,12 +48,9 @@ CEILING = "ceiling"
 SIDECAR = "sidecar"
 HELD = "sidecar-held"
 HELD_TRACED = "sidecar-held-traced"
-WIDE = "sidecar-64-workers"
-_WIDE_WORKERS = 64
 EMPTY_SPOOL = "sidecar-empty-spool"
 BACKLOG = "sidecar-backlog"
 TARGET_LABELS = {
-    WIDE: f"sidecar, {_WIDE_WORKERS} workers",
     EMPTY_SPOOL: "sidecar, empty spool",
     BACKLOG: "sidecar, spool backlog",
     CEILING: "ceiling",
@@ -124,15 +121,8 @@ class Bench:
             self.fake.call("reset_ledger")
             held = kind in (HELD, HELD_TRACED)
             self.fake.call("set_latency", _HOLD_SECONDS if held else 0.0)
-            workers = _WIDE_WORKERS if kind == WIDE else None
             child = Child(
-                kind,
-                run_sidecar,
-                self.fake.info["url"],
-                self.fake.info["token"],
-                self.profile,
-                kind == HELD_TRACED,
-                workers,
+                kind, run_sidecar, self.fake.info["url"], self.fake.info["token"], self.profile, kind == HELD_TRACED
             )
         try:
             yield child
@@ -374,7 +364,7 @@ def scenarios(settings: Settings) -> list[Scenario]:
             "delivery",
             f"Delivery to the fake Intercom answering after {s.delivery_latency_seconds * 1e3:g} ms: "
             f"{s.delivery_events:,} track events by Send, until all have an outcome",
-            (SIDECAR, WIDE),
+            (SIDECAR,),
             delivery_run,
             (
                 ("delivered_events_per_s", "delivered events/s", ",.0f"),

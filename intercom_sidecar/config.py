@@ -85,7 +85,7 @@ class IntercomConfig:
     token_file: Path | None = None
     """`INTERCOM_ACCESS_TOKEN_FILE`, re-read while running: a rotated token is picked up without a restart."""
     timeout_seconds: float = 10.0
-    max_connections: int = 16
+    max_connections: int = 64
     create_attributes: bool = True
     """Create custom data attributes Intercom does not have yet; when off, such values are left out."""
     cache_max_entries: int = 100_000
@@ -145,7 +145,7 @@ class SegmentConfig:
 class QueueConfig:
     max_events: int = 10_000
     """The delivery window: events held in memory for delivery; a backlog beyond it waits in the spool only."""
-    workers: int = 16
+    workers: int = 64
     full_retry_after_seconds: float = 1.0
 
 
@@ -245,7 +245,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             base_url=_read_base_url(env),
             api_version=reader.get("INTERCOM_API_VERSION", str, "2.16", _non_empty),
             timeout_seconds=reader.get("INTERCOM_SIDECAR_HTTP_TIMEOUT_SECONDS", float, 10.0, _positive),
-            max_connections=reader.get("INTERCOM_SIDECAR_HTTP_MAX_CONNECTIONS", int, 16, _positive),
+            max_connections=reader.get("INTERCOM_SIDECAR_HTTP_MAX_CONNECTIONS", int, 64, _positive),
             create_attributes=reader.get("INTERCOM_SIDECAR_CREATE_ATTRIBUTES", _boolean, True, _any),
             cache_max_entries=reader.get("INTERCOM_SIDECAR_CACHE_MAX_ENTRIES", int, 100_000, _positive),
             last_seen_resolution_seconds=reader.get(
@@ -274,7 +274,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         segment=_read_segment(env),
         queue=QueueConfig(
             max_events=reader.get("INTERCOM_SIDECAR_QUEUE_MAX_EVENTS", int, 10_000, _positive),
-            workers=reader.get("INTERCOM_SIDECAR_WORKERS", int, 16, _positive),
+            workers=reader.get("INTERCOM_SIDECAR_WORKERS", int, 64, _positive),
             full_retry_after_seconds=reader.get(
                 "INTERCOM_SIDECAR_QUEUE_FULL_RETRY_AFTER_SECONDS", float, 1.0, _positive
             ),

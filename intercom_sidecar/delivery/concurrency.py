@@ -1,9 +1,11 @@
 """Adaptive request concurrency (AIMD), after Vector's: how many deliveries run at once follows Intercom's health.
 
-Start low; while answers come back without back-pressure and no slower than usual, and the limit is actually
-used, add one per round trip (additive increase). On back-pressure (429, 408, 5xx, timeouts, connection errors) or
-a round trip far above the recent average, cut the limit by `decrease_ratio` at most once per round trip
-(multiplicative decrease). The workers are the ceiling; the limit never drops below one.
+Start low and, like TCP's slow start, double the limit per round trip while it is used and Intercom is healthy,
+until the first sign of back-pressure. From then on, while answers come back without back-pressure and no slower
+than usual, and the limit is actually used, add one per round trip (additive increase). On back-pressure (429,
+408, 5xx, timeouts, connection errors) or a round trip far above the recent average, cut the limit by
+`decrease_ratio` at most once per round trip (multiplicative decrease). The workers are the ceiling; the limit
+never drops below one.
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ class AdaptiveConcurrency:
         *,
         initial: int = 2,
         decrease_ratio: float = 0.9,
+        slow_start: bool = True,
         clock: Callable[[], float],
     ) -> None:
         self.maximum = maximum
+        self._slow_start = slow_start
+        """Doubling per round trip, until the first back-pressure or slow answer."""
         self.limit = max(1, min(initial, maximum))
         self._decrease_ratio = decrease_ratio
         self._clock = clock
@@ -77,7 +82,8 @@ class AdaptiveConcurrency:
         if back_pressure or slow:
             self.limit = max(1, math.floor(self.limit * self._decrease_ratio))
             self._last_change = now
+            self._slow_start = False
         elif self._saturated and self.limit < self.maximum:
-            self.limit += 1
+            self.limit = min(self.maximum, self.limit * 2) if self._slow_start else self.limit + 1
             self._last_change = now
         self._saturated = False

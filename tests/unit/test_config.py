@@ -40,7 +40,7 @@ def test_defaults() -> None:
     assert config.intercom.base_url == "https://api.intercom.io"
     assert config.intercom.api_version == "2.16"
     assert config.server.listen == "127.0.0.1:50051"
-    assert config.queue == QueueConfig(max_events=10_000, workers=16, full_retry_after_seconds=1.0)
+    assert config.queue == QueueConfig(max_events=10_000, workers=64, full_retry_after_seconds=1.0)
     assert config.retry == RetryConfig(
         initial_backoff_seconds=0.5, max_backoff_seconds=60.0, max_elapsed_seconds=10800.0
     )

@@ -19,12 +19,21 @@ async def round_trip(limiter: AdaptiveConcurrency, clock: FakeClock, *, back_pre
 
 
 async def test_a_healthy_and_busy_intercom_earns_one_more_slot_per_round_trip(clock: FakeClock) -> None:
-    limiter = AdaptiveConcurrency(8, initial=2, clock=clock.now)
+    limiter = AdaptiveConcurrency(8, initial=2, slow_start=False, clock=clock.now)
     limits = []
     for _ in range(10):
         await round_trip(limiter, clock, back_pressure=False)
         limits.append(limiter.limit)
     assert limits == [3, 4, 5, 6, 7, 8, 8, 8, 8, 8], "+1 per round trip, never above the workers"
+
+
+async def test_slow_start_doubles_until_the_first_back_pressure_then_adds_one(clock: FakeClock) -> None:
+    limiter = AdaptiveConcurrency(64, initial=4, clock=clock.now)
+    limits = []
+    for back_pressure in (False, False, False, True, False, False):
+        await round_trip(limiter, clock, back_pressure=back_pressure)
+        limits.append(limiter.limit)
+    assert limits == [8, 16, 32, 28, 29, 30], "doubling, a cut by 0.9, then +1 per round trip"
 
 
 async def test_back_pressure_cuts_the_limit_once_per_round_trip(clock: FakeClock) -> None:
