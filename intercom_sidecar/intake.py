@@ -22,6 +22,7 @@ from intercom_sidecar.delivery.spool import SpoolEntry, SpoolError
 from intercom_sidecar.delivery.spooler import Spooler
 from intercom_sidecar.errors import InvalidEventError, PausedError, QueueFullError, ShuttingDownError
 from intercom_sidecar.mapping import CreateDataEvent, Skip, map_event
+from intercom_sidecar.mapping.plan import Plan
 from intercom_sidecar.model.acks import AckInfo, AckStatus
 from intercom_sidecar.model.events import Event
 from intercom_sidecar.telemetry import names, spans
@@ -78,15 +79,11 @@ class Intake:
         now = self._clock()
         event_context = set_span_in_context(span)
         try:
-            with self._tracer.start_as_current_span(spans.SPAN_VALIDATE, context=event_context):
-                event = decode(now)
-                span.set_attribute(names.ATTR_CALL_TYPE, event.type)
-                ack.call_type = event.type
-                if ack.record is not None:
-                    ack.record.describe(event)
-                if self._pii.allowed_keys:
-                    _allowed_attributes(span, event, self._pii)
-                plan = map_event(event, self._mapping)
+            if span.is_recording():
+                with self._tracer.start_as_current_span(spans.SPAN_VALIDATE, context=event_context):
+                    event, plan = self._validate(decode, now, span, ack)
+            else:  # nothing records the event: a validation span would cost microseconds and show nothing
+                event, plan = self._validate(decode, now, span, ack)
             if isinstance(plan, Skip):
                 self._metrics.event_filtered()
                 return ack.sent(ack.finish(AckStatus.FILTERED, plan.reason))
@@ -104,6 +101,19 @@ class Intake:
             span.record_exception(error)
             return ack.sent(ack.finish(AckStatus.REJECTED, "internal error"))
         return ack.after(appended, wait=wait)
+
+    def _validate(
+        self, decode: Callable[[float], Event], now: float, span: Span, ack: _Ack
+    ) -> tuple[Event, Plan | Skip]:
+        """Decode, validate and map one event; raises InvalidEventError."""
+        event = decode(now)
+        span.set_attribute(names.ATTR_CALL_TYPE, event.type)
+        ack.call_type = event.type
+        if ack.record is not None:
+            ack.record.describe(event)
+        if self._pii.allowed_keys:
+            _allowed_attributes(span, event, self._pii)
+        return event, map_event(event, self._mapping)
 
 
 def _allowed_attributes(span: Span, event: Event, pii: PiiPolicy) -> None:

@@ -76,11 +76,11 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, 
     """(name, value) pairs with nested objects flattened (`a_b`); lists and nulls are dropped."""
     for key, value in values.items():
         name = f"{prefix}_{key}" if prefix else key
-        if isinstance(value, Mapping):
+        if isinstance(value, str | int | float):  # the usual case first: no abstract-class check for it
+            yield clean_key(name), value
+        elif isinstance(value, Mapping):
             yield from flatten(value, name)
-        elif value is None or isinstance(value, list):
-            continue
-        else:
+        elif value is not None and not isinstance(value, list):
             yield clean_key(name), value
 
 

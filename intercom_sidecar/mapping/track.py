@@ -17,6 +17,8 @@ MAX_METADATA_KEYS = 10
 """Intercom keeps at most ten metadata keys per event."""
 
 _MONEY_KEYS = ("revenue", "total")
+_NOT_METADATA = frozenset((*_MONEY_KEYS, "currency"))
+"""Properties that make up `price` rather than metadata values of their own."""
 
 
 def map_track(event: Event, call: Track, options: MappingConfig) -> Plan | Skip:
@@ -63,7 +65,7 @@ def _metadata(properties: JsonObject) -> tuple[dict[str, Any], int]:
     price = _price(properties)
     if price is not None:
         metadata["price"] = price
-    rest = {key: value for key, value in properties.items() if key not in (*_MONEY_KEYS, "currency")}
+    rest = {key: value for key, value in properties.items() if key not in _NOT_METADATA}
     dropped = 0
     for name, value in flatten(rest):
         if name in metadata:
