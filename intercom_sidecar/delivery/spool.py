@@ -191,6 +191,10 @@ class Spool(Protocol):
         never also handed out by `collect_replayed`."""
         ...
 
+    async def seen(self, message_ids: Sequence[str]) -> set[str]:
+        """Those of `message_ids` accepted within the dedupe window: an append would answer them as duplicates."""
+        ...
+
     def complete(self, seqs: Sequence[int]) -> None:
         """The events were delivered or filtered: forget them."""
         ...

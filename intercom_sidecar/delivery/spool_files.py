@@ -36,6 +36,7 @@ __all__ = [
     "prune_dedupe",
     "quarantine",
     "read_pending",
+    "seen",
 ]
 
 _log = logging.getLogger("intercom_sidecar.delivery.spool_sqlite")
@@ -198,6 +199,19 @@ def read_pending(conn: sqlite3.Connection, after_seq: int, limit: int) -> list[S
     if rows:
         conn.execute("DELETE FROM replayed WHERE seq > ? AND seq <= ?", (after_seq, rows[-1][0]))
     return [SpooledEvent(*row) for row in rows]
+
+
+def seen(conn: sqlite3.Connection, message_ids: Sequence[str], cutoff: float) -> set[str]:
+    """Those of `message_ids` seen since `cutoff` (the dedupe window)."""
+    found: set[str] = set()
+    for start in range(0, len(message_ids), 500):
+        chunk = message_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT message_id FROM dedupe WHERE message_id IN ({marks}) AND seen_at >= ?", (*chunk, cutoff)
+        )
+        found.update(row[0] for row in rows)
+    return found
 
 
 def pending_size(conn: sqlite3.Connection, seqs: Sequence[int]) -> tuple[int, int]:

@@ -9,6 +9,7 @@ window (about 100 bytes each), so a long window at a high rate costs memory.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -92,6 +93,11 @@ class MemorySpool:
         # Seq order is insertion order; what lies below `after_seq` is the delivery window, so this stays short.
         found = itertools.dropwhile(lambda pending: pending.event.seq <= after_seq, self._pending.values())
         return [pending.event for pending in itertools.islice(found, limit)]
+
+    async def seen(self, message_ids: Sequence[str]) -> set[str]:
+        self._check_open()
+        cutoff = self._clock() - self._window
+        return {message_id for message_id in message_ids if self._seen.get(message_id, -math.inf) >= cutoff}
 
     def complete(self, seqs: Sequence[int]) -> None:
         self._check_open()

@@ -133,6 +133,11 @@ class SqliteSpool:
         )
         return events
 
+    async def seen(self, message_ids: Sequence[str]) -> set[str]:
+        ids, cutoff = tuple(message_ids), self._clock() - self._window
+        found: set[str] = await self._open_writer().call(lambda conn, now: spool_files.seen(conn, ids, cutoff))
+        return found
+
     def complete(self, seqs: Sequence[int]) -> None:
         done = tuple(seqs)
         if done:

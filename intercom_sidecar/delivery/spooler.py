@@ -177,6 +177,8 @@ class Spooler:
         self._flush()
 
     async def _write(self, batch: list[_Accepting]) -> None:
+        if _fitting(batch, *self._spool.room()) < len(batch):
+            batch = await self._answer_duplicates(batch)
         # The batch mixes callers: take the longest prefix that fits rather than refusing everyone. Both appends
         # start in this turn of the loop, so the rest is refused against the room the prefix leaves.
         fits = _fitting(batch, *self._spool.room())
@@ -184,6 +186,21 @@ class Spooler:
             await asyncio.gather(self._append(batch[:fits]), self._append(batch[fits:]))
         else:
             await self._append(batch)
+
+    async def _answer_duplicates(self, batch: list[_Accepting]) -> list[_Accepting]:
+        """Some of `batch` would be refused for room. Duplicates take none (a client resending a whole batch after
+        RETRY_LATER, say): answer them now, so they do not crowd out the new events. What is left to append."""
+        try:
+            seen = await self._spool.seen([accepting.entry.message_id for accepting in batch])
+        except Exception:  # the append that follows will say what is wrong
+            return batch
+        rest = []
+        for accepting in batch:
+            if accepting.entry.message_id in seen:
+                accepting.appended.set_result(None)
+            else:
+                rest.append(accepting)
+        return rest
 
     async def _append(self, batch: list[_Accepting]) -> None:
         try:

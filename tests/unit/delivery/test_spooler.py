@@ -15,6 +15,7 @@ from intercom_sidecar.delivery.spool import Spool, SpooledEvent, SpoolEntry
 from intercom_sidecar.delivery.spool_memory import MemorySpool
 from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
 from intercom_sidecar.delivery.spooler import OutcomeCallback, Spooler
+from intercom_sidecar.errors import QueueFullError
 from intercom_sidecar.mapping.plan import Plan
 from tests.conftest import FakeClock
 from tests.unit.delivery.test_pipeline import FakeSender, plan
@@ -193,6 +194,33 @@ async def test_replays_during_a_backlog_are_delivered_once(tmp_path: Path) -> No
 
     assert sorted(harness.sender.sent) == ["a1", "a2", "a3", "a4", "a5", "a6", "z1"]
     assert await spool.collect_replayed() == []
+    await harness.spooler.close()
+    await harness.pipeline.shutdown(1)
+    await spool.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+async def test_duplicates_in_a_batch_do_not_crowd_out_new_events_when_the_spool_is_nearly_full(
+    kind: str, tmp_path: Path
+) -> None:
+    spool: Spool
+    if kind == "sqlite":
+        spool = SqliteSpool(tmp_path, max_events=2, max_bytes=1_000_000)
+    else:
+        spool = MemorySpool(max_events=2, max_bytes=1_000_000)
+    await spool.open()
+    harness = Harness(spool)
+    harness.sender.gate("a1")  # nothing is delivered, so nothing makes room
+    harness.pipeline.start()
+    await harness.accept("a1")
+
+    # A client resends a whole batch after RETRY_LATER: a1 again, then two new events, with room for one.
+    futures = [harness.spooler.accept(entry(name), plan(name), harness.record(name)) for name in ("a1", "b1", "c1")]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+
+    assert results[:2] == [None, 2], "the duplicate is answered as such and takes no room; b1 gets it"
+    assert isinstance(results[2], QueueFullError)
+    harness.sender.gate("a1").set()
     await harness.spooler.close()
     await harness.pipeline.shutdown(1)
     await spool.close()
