@@ -6,17 +6,40 @@ once at start-up, and documented in the README's configuration table. Errors nam
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import ipaddress
-import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import urlsplit
 
+from intercom_sidecar.config_secrets import (
+    Secret,
+    checked_secret,
+    dead_letter_key,
+    read_auth_token,
+    read_auth_token_file,
+    read_dead_letter_key,
+    read_secret,
+    read_token,
+    read_token_file,
+)
+from intercom_sidecar.config_values import (
+    Reader,
+    any_value,
+    at_most,
+    between,
+    boolean,
+    grpc_address,
+    host_port,
+    is_loopback,
+    is_loopback_host,
+    non_empty,
+    not_negative,
+    one_of,
+    path_or_none,
+    positive,
+)
 from intercom_sidecar.errors import ConfigError
 
 __all__ = [
@@ -43,36 +66,12 @@ __all__ = [
     "read_token_file",
 ]
 
+
 REGION_URLS: Mapping[str, str] = {
     "us": "https://api.intercom.io",
     "eu": "https://api.eu.intercom.io",
     "au": "https://api.au.intercom.io",
 }
-
-_T = TypeVar("_T")
-
-
-class Secret:
-    """A string that never shows itself in `repr`, `str`, logs or tracebacks. Read it with `reveal()`."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +149,8 @@ class QueueConfig:
 
 
 SPOOL_KINDS = ("sqlite", "memory")
+
+
 DEAD_LETTER_PAYLOADS = ("keep", "drop", "encrypt")
 
 
@@ -235,82 +236,82 @@ class Config:
 def load_config(env: Mapping[str, str] | None = None) -> Config:
     """Build and validate the whole configuration from environment variables."""
     env = os.environ if env is None else env
-    reader = _Reader(env)
+    reader = Reader(env)
     config = Config(
         intercom=IntercomConfig(
-            token=_read_token(env),
+            token=read_token(env),
             token_file=Path(env["INTERCOM_ACCESS_TOKEN_FILE"].strip())
             if env.get("INTERCOM_ACCESS_TOKEN_FILE", "").strip()
             else None,
             base_url=_read_base_url(env),
-            api_version=reader.get("INTERCOM_API_VERSION", str, "2.16", _non_empty),
-            timeout_seconds=reader.get("INTERCOM_SIDECAR_HTTP_TIMEOUT_SECONDS", float, 10.0, _positive),
-            max_connections=reader.get("INTERCOM_SIDECAR_HTTP_MAX_CONNECTIONS", int, 64, _positive),
-            create_attributes=reader.get("INTERCOM_SIDECAR_CREATE_ATTRIBUTES", _boolean, True, _any),
-            cache_max_entries=reader.get("INTERCOM_SIDECAR_CACHE_MAX_ENTRIES", int, 100_000, _positive),
+            api_version=reader.get("INTERCOM_API_VERSION", str, "2.16", non_empty),
+            timeout_seconds=reader.get("INTERCOM_SIDECAR_HTTP_TIMEOUT_SECONDS", float, 10.0, positive),
+            max_connections=reader.get("INTERCOM_SIDECAR_HTTP_MAX_CONNECTIONS", int, 64, positive),
+            create_attributes=reader.get("INTERCOM_SIDECAR_CREATE_ATTRIBUTES", boolean, True, any_value),
+            cache_max_entries=reader.get("INTERCOM_SIDECAR_CACHE_MAX_ENTRIES", int, 100_000, positive),
             last_seen_resolution_seconds=reader.get(
-                "INTERCOM_SIDECAR_LAST_SEEN_RESOLUTION_SECONDS", float, 3600.0, _not_negative
+                "INTERCOM_SIDECAR_LAST_SEEN_RESOLUTION_SECONDS", float, 3600.0, not_negative
             ),
         ),
         server=ServerConfig(
-            listen=reader.get("INTERCOM_SIDECAR_LISTEN", str, "127.0.0.1:50051", _grpc_address),
-            health_listen=reader.get("INTERCOM_SIDECAR_HEALTH_LISTEN", str, "", _host_port),
-            metrics_listen=reader.get("INTERCOM_SIDECAR_METRICS_LISTEN", str, "", _host_port),
-            shutdown_grace_seconds=reader.get("INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS", float, 20.0, _positive),
-            max_message_bytes=reader.get("INTERCOM_SIDECAR_MAX_MESSAGE_BYTES", int, 8 * 1024 * 1024, _positive),
+            listen=reader.get("INTERCOM_SIDECAR_LISTEN", str, "127.0.0.1:50051", grpc_address),
+            health_listen=reader.get("INTERCOM_SIDECAR_HEALTH_LISTEN", str, "", host_port),
+            metrics_listen=reader.get("INTERCOM_SIDECAR_METRICS_LISTEN", str, "", host_port),
+            shutdown_grace_seconds=reader.get("INTERCOM_SIDECAR_SHUTDOWN_GRACE_SECONDS", float, 20.0, positive),
+            max_message_bytes=reader.get("INTERCOM_SIDECAR_MAX_MESSAGE_BYTES", int, 8 * 1024 * 1024, positive),
             tls=_read_tls(env),
-            insecure_listen=reader.get("INTERCOM_SIDECAR_INSECURE_LISTEN", _boolean, False, _any),
-            reflection=reader.get("INTERCOM_SIDECAR_REFLECTION", _boolean, True, _any),
-            auth_token=_read_auth_token(env),
-            auth_token_file=_path_or_none(env, "INTERCOM_SIDECAR_AUTH_TOKEN_FILE"),
+            insecure_listen=reader.get("INTERCOM_SIDECAR_INSECURE_LISTEN", boolean, False, any_value),
+            reflection=reader.get("INTERCOM_SIDECAR_REFLECTION", boolean, True, any_value),
+            auth_token=read_auth_token(env),
+            auth_token_file=path_or_none(env, "INTERCOM_SIDECAR_AUTH_TOKEN_FILE"),
             # Set but empty turns the event view off (elsewhere a blank value means the default).
             admin_listen=""
             if env.get("INTERCOM_SIDECAR_ADMIN_LISTEN", "unset").strip() == ""
-            else reader.get("INTERCOM_SIDECAR_ADMIN_LISTEN", str, "127.0.0.1:8090", _host_port),
+            else reader.get("INTERCOM_SIDECAR_ADMIN_LISTEN", str, "127.0.0.1:8090", host_port),
             admin_recent_events=reader.get(
-                "INTERCOM_SIDECAR_ADMIN_RECENT_EVENTS", int, 200, _at_most(_MAX_RECENT_EVENTS)
+                "INTERCOM_SIDECAR_ADMIN_RECENT_EVENTS", int, 200, at_most(_MAX_RECENT_EVENTS)
             ),
         ),
         segment=_read_segment(env),
         queue=QueueConfig(
-            max_events=reader.get("INTERCOM_SIDECAR_QUEUE_MAX_EVENTS", int, 10_000, _positive),
-            workers=reader.get("INTERCOM_SIDECAR_WORKERS", int, 64, _positive),
+            max_events=reader.get("INTERCOM_SIDECAR_QUEUE_MAX_EVENTS", int, 10_000, positive),
+            workers=reader.get("INTERCOM_SIDECAR_WORKERS", int, 64, positive),
             full_retry_after_seconds=reader.get(
-                "INTERCOM_SIDECAR_QUEUE_FULL_RETRY_AFTER_SECONDS", float, 1.0, _positive
+                "INTERCOM_SIDECAR_QUEUE_FULL_RETRY_AFTER_SECONDS", float, 1.0, positive
             ),
         ),
         retry=RetryConfig(
-            initial_backoff_seconds=reader.get("INTERCOM_SIDECAR_RETRY_INITIAL_BACKOFF_SECONDS", float, 0.5, _positive),
-            max_backoff_seconds=reader.get("INTERCOM_SIDECAR_RETRY_MAX_BACKOFF_SECONDS", float, 60.0, _positive),
-            max_elapsed_seconds=reader.get("INTERCOM_SIDECAR_RETRY_MAX_ELAPSED_SECONDS", float, 3 * 3600.0, _positive),
+            initial_backoff_seconds=reader.get("INTERCOM_SIDECAR_RETRY_INITIAL_BACKOFF_SECONDS", float, 0.5, positive),
+            max_backoff_seconds=reader.get("INTERCOM_SIDECAR_RETRY_MAX_BACKOFF_SECONDS", float, 60.0, positive),
+            max_elapsed_seconds=reader.get("INTERCOM_SIDECAR_RETRY_MAX_ELAPSED_SECONDS", float, 3 * 3600.0, positive),
         ),
         limits=LimitsConfig(
-            max_event_bytes=reader.get("INTERCOM_SIDECAR_MAX_EVENT_BYTES", int, 32 * 1024, _positive),
-            max_future_seconds=reader.get("INTERCOM_SIDECAR_MAX_FUTURE_SECONDS", float, 24 * 3600.0, _not_negative),
-            max_past_seconds=reader.get("INTERCOM_SIDECAR_MAX_PAST_SECONDS", float, 3650 * 24 * 3600.0, _not_negative),
-            max_events_per_send=reader.get("INTERCOM_SIDECAR_MAX_EVENTS_PER_SEND", int, 1000, _positive),
-            max_depth=reader.get("INTERCOM_SIDECAR_MAX_DEPTH", int, 10, _between(1, _MAX_PROTOBUF_DEPTH)),
-            max_keys=reader.get("INTERCOM_SIDECAR_MAX_KEYS", int, 1000, _positive),
-            max_string_chars=reader.get("INTERCOM_SIDECAR_MAX_STRING_CHARS", int, 10_000, _positive),
+            max_event_bytes=reader.get("INTERCOM_SIDECAR_MAX_EVENT_BYTES", int, 32 * 1024, positive),
+            max_future_seconds=reader.get("INTERCOM_SIDECAR_MAX_FUTURE_SECONDS", float, 24 * 3600.0, not_negative),
+            max_past_seconds=reader.get("INTERCOM_SIDECAR_MAX_PAST_SECONDS", float, 3650 * 24 * 3600.0, not_negative),
+            max_events_per_send=reader.get("INTERCOM_SIDECAR_MAX_EVENTS_PER_SEND", int, 1000, positive),
+            max_depth=reader.get("INTERCOM_SIDECAR_MAX_DEPTH", int, 10, between(1, _MAX_PROTOBUF_DEPTH)),
+            max_keys=reader.get("INTERCOM_SIDECAR_MAX_KEYS", int, 1000, positive),
+            max_string_chars=reader.get("INTERCOM_SIDECAR_MAX_STRING_CHARS", int, 10_000, positive),
         ),
         spool=SpoolConfig(
-            kind=reader.get("INTERCOM_SIDECAR_SPOOL", str, "sqlite", _one_of(SPOOL_KINDS)),
-            directory=reader.get("INTERCOM_SIDECAR_SPOOL_DIR", Path, default_spool_directory(env), _any),
-            max_events=reader.get("INTERCOM_SIDECAR_SPOOL_MAX_EVENTS", int, 1_000_000, _positive),
-            max_bytes=reader.get("INTERCOM_SIDECAR_SPOOL_MAX_BYTES", int, 256 * 1024 * 1024, _positive),
+            kind=reader.get("INTERCOM_SIDECAR_SPOOL", str, "sqlite", one_of(SPOOL_KINDS)),
+            directory=reader.get("INTERCOM_SIDECAR_SPOOL_DIR", Path, default_spool_directory(env), any_value),
+            max_events=reader.get("INTERCOM_SIDECAR_SPOOL_MAX_EVENTS", int, 1_000_000, positive),
+            max_bytes=reader.get("INTERCOM_SIDECAR_SPOOL_MAX_BYTES", int, 256 * 1024 * 1024, positive),
             dedupe_window_seconds=reader.get(
-                "INTERCOM_SIDECAR_DEDUPE_WINDOW_SECONDS", float, 24 * 3600.0, _not_negative
+                "INTERCOM_SIDECAR_DEDUPE_WINDOW_SECONDS", float, 24 * 3600.0, not_negative
             ),
             dead_letter_payloads=reader.get(
-                "INTERCOM_SIDECAR_DEAD_LETTER_PAYLOADS", str, "keep", _one_of(DEAD_LETTER_PAYLOADS)
+                "INTERCOM_SIDECAR_DEAD_LETTER_PAYLOADS", str, "keep", one_of(DEAD_LETTER_PAYLOADS)
             ),
-            dead_letter_key=_read_dead_letter_key(env),
+            dead_letter_key=dead_letter_key(env),
         ),
         mapping=MappingConfig(
-            page_mode=reader.get("INTERCOM_SIDECAR_PAGE_MODE", str, "ignore", _one_of(PAGE_MODES)),
-            leads=reader.get("INTERCOM_SIDECAR_LEADS", _boolean, False, _any),
-            create_missing_contacts=reader.get("INTERCOM_SIDECAR_CREATE_MISSING_CONTACTS", _boolean, True, _any),
-            identity_secret=_read_secret(env, "INTERCOM_IDENTITY_SECRET", "INTERCOM_IDENTITY_SECRET_FILE"),
+            page_mode=reader.get("INTERCOM_SIDECAR_PAGE_MODE", str, "ignore", one_of(PAGE_MODES)),
+            leads=reader.get("INTERCOM_SIDECAR_LEADS", boolean, False, any_value),
+            create_missing_contacts=reader.get("INTERCOM_SIDECAR_CREATE_MISSING_CONTACTS", boolean, True, any_value),
+            identity_secret=read_secret(env, "INTERCOM_IDENTITY_SECRET", "INTERCOM_IDENTITY_SECRET_FILE"),
         ),
     )
     if config.retry.max_backoff_seconds < config.retry.initial_backoff_seconds:
@@ -337,7 +338,7 @@ _TLS_KEYS = ("INTERCOM_SIDECAR_TLS_CERT_FILE", "INTERCOM_SIDECAR_TLS_KEY_FILE", 
 def _read_tls(env: Mapping[str, str]) -> TlsConfig | None:
     """The TLS file names: certificate and key both or neither; a client CA only with them. Their contents are
     checked when the server starts (`server/tls.py`), and again whenever they change."""
-    cert, key, client_ca = (_path_or_none(env, name) for name in _TLS_KEYS)
+    cert, key, client_ca = (path_or_none(env, name) for name in _TLS_KEYS)
     if cert is None and key is None:
         if client_ca is not None:
             raise ConfigError(_TLS_KEYS[2], f"needs {_TLS_KEYS[0]} and {_TLS_KEYS[1]} (mutual TLS is TLS first)")
@@ -363,69 +364,22 @@ def _is_local_address(listen: str) -> bool:
     if listen.startswith("unix:"):
         return True
     host = listen.rpartition(":")[0]
-    return _is_loopback(host.removeprefix("[").removesuffix("]"))
-
-
-_MIN_AUTH_TOKEN_CHARS = 16
-
-
-def _read_auth_token(env: Mapping[str, str]) -> Secret | None:
-    key = "INTERCOM_SIDECAR_AUTH_TOKEN"
-    token = _read_secret(env, key, f"{key}_FILE")
-    if token is not None and len(token.reveal()) < _MIN_AUTH_TOKEN_CHARS:
-        name = f"{key}_FILE" if env.get(f"{key}_FILE", "").strip() else key
-        raise ConfigError(name, f"is too short to be a secret: use at least {_MIN_AUTH_TOKEN_CHARS} characters")
-    return token
-
-
-def read_auth_token_file(path: Path) -> Secret:
-    """The gRPC auth token in `path` now (for re-reading a rotated file); ConfigError if it is unusable."""
-    token = _read_auth_token({"INTERCOM_SIDECAR_AUTH_TOKEN_FILE": str(path)})
-    assert token is not None  # an empty file is a ConfigError
-    return token
-
-
-def _path_or_none(env: Mapping[str, str], key: str) -> Path | None:
-    value = env.get(key, "").strip()
-    return Path(value) if value else None
-
-
-def read_dead_letter_key(path: Path) -> Secret:
-    """The dead-letter key in `path` (for the `dlq` command); ConfigError if it is unusable."""
-    key = _read_dead_letter_key({_DEAD_LETTER_KEY_FILE: str(path)})
-    assert key is not None
-    return key
-
-
-_DEAD_LETTER_KEY_FILE = "INTERCOM_SIDECAR_DEAD_LETTER_KEY_FILE"
-
-
-def _read_dead_letter_key(env: Mapping[str, str]) -> Secret | None:
-    """32 random bytes, base64 (`openssl rand -base64 32`), read from a file only: a key is never an environment
-    variable (those show up in `kubectl describe` and process listings). Errors never quote the file."""
-    path = env.get(_DEAD_LETTER_KEY_FILE, "").strip()
-    if not path:
-        return None
-    key = _read_secret({_DEAD_LETTER_KEY_FILE: path}, _DEAD_LETTER_KEY_FILE, _DEAD_LETTER_KEY_FILE)
-    assert key is not None  # the file is set, so it was read (or raised)
-    try:
-        raw = base64.b64decode(key.reveal().replace("-", "+").replace("_", "/"), validate=True)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
-        raise ConfigError(_DEAD_LETTER_KEY_FILE, "must hold 32 random bytes in base64 (e.g. `openssl rand -base64 32`)")
-    return key
+    return is_loopback(host.removeprefix("[").removesuffix("]"))
 
 
 _SEGMENT_LISTEN = "INTERCOM_SIDECAR_SEGMENT_LISTEN"
+
+
 _SEGMENT_KEYS = "INTERCOM_SIDECAR_SEGMENT_WRITE_KEYS"
+
+
 _SEGMENT_KEYS_FILE = "INTERCOM_SIDECAR_SEGMENT_WRITE_KEYS_FILE"
 
 
 def _read_segment(env: Mapping[str, str]) -> SegmentConfig:
     """Unlike other settings, an empty `INTERCOM_SIDECAR_SEGMENT_LISTEN` is not the default: it turns the API off."""
     listen = env.get(_SEGMENT_LISTEN, "127.0.0.1:8088").strip()
-    if listen and (problem := _host_port(listen)):
+    if listen and (problem := host_port(listen)):
         raise ConfigError(_SEGMENT_LISTEN, f"{problem.replace('50051', '8088')}, got {listen!r}")
     path = env.get(_SEGMENT_KEYS_FILE, "").strip()
     if path:
@@ -436,12 +390,12 @@ def _read_segment(env: Mapping[str, str]) -> SegmentConfig:
         raw = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
         if not raw:
             raise ConfigError(_SEGMENT_KEYS_FILE, f"{path!r} holds no write key (one per line)")
-        keys = tuple(_checked_secret(_SEGMENT_KEYS_FILE, key) for key in raw)
+        keys = tuple(checked_secret(_SEGMENT_KEYS_FILE, key) for key in raw)
     else:
         raw = [key.strip() for key in env.get(_SEGMENT_KEYS, "").split(",") if key.strip()]
-        keys = tuple(_checked_secret(_SEGMENT_KEYS, key) for key in raw)
+        keys = tuple(checked_secret(_SEGMENT_KEYS, key) for key in raw)
     host = listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
-    if listen and not keys and not _is_loopback(host):
+    if listen and not keys and not is_loopback(host):
         raise ConfigError(
             _SEGMENT_LISTEN,
             f"{listen!r} is not a loopback address: set {_SEGMENT_KEYS_FILE} (or {_SEGMENT_KEYS}) so that callers "
@@ -453,51 +407,12 @@ def _read_segment(env: Mapping[str, str]) -> SegmentConfig:
 def _check_admin_listen(server: ServerConfig) -> None:
     """The event view shows user ids and replays dead letters: it stays on loopback unless explicitly allowed."""
     host = server.admin_listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
-    if server.admin_listen and not server.insecure_listen and not _is_loopback(host):
+    if server.admin_listen and not server.insecure_listen and not is_loopback(host):
         raise ConfigError(
             "INTERCOM_SIDECAR_ADMIN_LISTEN",
             f"must be a loopback address (it shows user ids and can replay dead letters), got {server.admin_listen!r};"
             " reach it with `kubectl port-forward`, or set INTERCOM_SIDECAR_INSECURE_LISTEN=true",
         )
-
-
-def _read_secret(env: Mapping[str, str], key: str, file_key: str) -> Secret | None:
-    """The secret from the file named by `file_key` (which wins), else from `key`; None when neither is set."""
-    path = env.get(file_key, "").strip()
-    if path:
-        try:
-            value = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(file_key, f"cannot read {path!r}: {exc.strerror}") from None
-        if not value:
-            raise ConfigError(file_key, f"{path!r} is empty")
-        return _checked_secret(file_key, value)
-    value = env.get(key, "").strip()
-    return _checked_secret(key, value) if value else None
-
-
-def _checked_secret(key: str, value: str) -> Secret:
-    """Tokens are printable ASCII without spaces; anything else (a second line, say) would end up in an HTTP
-    header error that quotes it, so it is refused here, without showing it."""
-    if not all("\x21" <= char <= "\x7e" for char in value):
-        raise ConfigError(key, "contains spaces, control or non-ASCII characters (is there a second line?)")
-    return Secret(value)
-
-
-def read_token_file(path: Path) -> Secret:
-    """The token in `path` now (for re-reading a rotated token file); ConfigError if it is unusable."""
-    return _read_token({"INTERCOM_ACCESS_TOKEN_FILE": str(path)})
-
-
-def _read_token(env: Mapping[str, str]) -> Secret:
-    token = _read_secret(env, "INTERCOM_ACCESS_TOKEN", "INTERCOM_ACCESS_TOKEN_FILE")
-    if token is None:
-        raise ConfigError(
-            "INTERCOM_ACCESS_TOKEN",
-            "is not set (nor INTERCOM_ACCESS_TOKEN_FILE); to try the sidecar without an Intercom account, "
-            "run `intercom-sidecar serve --fake-intercom` (or `make run`)",
-        )
-    return token
 
 
 def _read_base_url(env: Mapping[str, str]) -> str:
@@ -506,7 +421,7 @@ def _read_base_url(env: Mapping[str, str]) -> str:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError("INTERCOM_API_URL", f"must be an http(s) URL, got {url!r}")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise ConfigError("INTERCOM_API_URL", "plain http is only allowed for loopback addresses; use https")
         return url.rstrip("/")
     region = env.get("INTERCOM_REGION", "us").strip().lower() or "us"
@@ -515,117 +430,9 @@ def _read_base_url(env: Mapping[str, str]) -> str:
     return REGION_URLS[region]
 
 
-def is_loopback_host(host: str) -> bool:
-    """`localhost` or a loopback IP address (127.0.0.0/8, ::1): where plain http may go (tests, the fake)."""
-    return _is_loopback(host)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback  # not a prefix test: "127.example.com" is a public name
-    except ValueError:
-        return False
-
-
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-
-    def get(self, key: str, kind: Callable[[str], _T], default: _T, check: Callable[[_T], str | None]) -> _T:
-        raw = self._env.get(key, "").strip()
-        if not raw:
-            return default
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ConfigError(key, f"must be {_KIND_NAMES.get(kind, 'valid')}, got {raw!r}") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(key, f"must be a finite number, got {raw!r}")
-        problem = check(value)
-        if problem:
-            raise ConfigError(key, f"{problem}, got {raw!r}")
-        return value
-
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-def _boolean(raw: str) -> bool:
-    if raw.lower() in _TRUE:
-        return True
-    if raw.lower() in _FALSE:
-        return False
-    raise ValueError(raw)
-
-
-_KIND_NAMES: Mapping[object, str] = {
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    _boolean: "true or false",
-}
-
-
-def _any(value: object) -> str | None:
-    return None
-
-
-def _one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
-    def check(value: str) -> str | None:
-        return None if value in choices else f"must be one of {', '.join(choices)}"
-
-    return check
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "must be greater than 0"
-
-
-def _not_negative(value: float) -> str | None:
-    return None if value >= 0 else "must not be negative"
-
-
 _MAX_RECENT_EVENTS = 100_000
-
-
-def _at_most(limit: int) -> Callable[[int], str | None]:
-    def check(value: int) -> str | None:
-        if value < 0:
-            return "must not be negative"
-        return None if value <= limit else f"must be at most {limit}"
-
-    return check
 
 
 _MAX_PROTOBUF_DEPTH = 30
 """protobuf's parser stops at 100 nested messages; a Struct level costs 3 of them (Struct, map entry, Value),
 and an event's Struct starts 2 deep (Event, call), so about 30 levels is the most any event can carry."""
-
-
-def _between(low: int, high: int) -> Callable[[int], str | None]:
-    def check(value: int) -> str | None:
-        return None if low <= value <= high else f"must be between {low} and {high}"
-
-    return check
-
-
-def _non_empty(value: str) -> str | None:
-    return None if value else "must not be empty"
-
-
-def _grpc_address(value: str) -> str | None:
-    """HOST:PORT, or `unix:PATH` (a Unix domain socket; an absolute path is `unix:/run/sidecar/grpc.sock`)."""
-    if value.startswith("unix:"):
-        path = value.removeprefix("unix:").removeprefix("//")
-        return None if path and "\0" not in path else "must be unix:PATH with a path, e.g. unix:/run/sidecar/grpc.sock"
-    return _host_port(value) and "must be HOST:PORT or unix:PATH, e.g. 127.0.0.1:50051"
-
-
-def _host_port(value: str) -> str | None:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        return "must be HOST:PORT, e.g. 127.0.0.1:50051"
-    return None
