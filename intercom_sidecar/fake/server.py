@@ -14,7 +14,7 @@ from intercom_sidecar.fake.faults import Faults, RateLimiter
 from intercom_sidecar.fake.ledger import Ledger, LedgerEntry
 from intercom_sidecar.fake.state import DataAttribute, State
 from intercom_sidecar.fake.views import error_view
-from intercom_sidecar.http_server import HttpServer
+from intercom_sidecar.http_server import HttpServer, Request, Response
 
 __all__ = ["API_VERSION", "FakeIntercom"]
 
@@ -87,6 +87,10 @@ class FakeIntercom:
         await self.stop()
 
     # helpers for tests ------------------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        """Answer one API request without the HTTP server (for in-memory transports in tests)."""
+        return await self._app.handle(request)
 
     def headers(self, version: str = API_VERSION) -> dict[str, str]:
         """The headers a well-behaved client sends: bearer token, ``Intercom-Version`` and JSON."""

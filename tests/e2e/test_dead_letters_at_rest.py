@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
 from intercom_sidecar.config import Secret, SpoolConfig
 from intercom_sidecar.fake import FakeIntercom
 from tests.e2e.conftest import Sidecar, SidecarFactory
@@ -35,6 +36,18 @@ async def delivered(fake_intercom: FakeIntercom, count: int) -> None:
     raise AssertionError(f"never {count} events delivered")
 
 
+async def dead_letter_one_event(
+    start: SidecarFactory, fake_intercom: FakeIntercom, spool: SpoolConfig
+) -> tuple[Sidecar, event_pb2.Ack]:
+    """Start a sidecar on `spool` and send it event `m1`, which Intercom refuses for good: one dead letter."""
+    sidecar = await start(spool=spool)
+    fake_intercom.faults.script("POST", "/events", status=400, message="Try again")
+    [ack] = await send(sidecar, track("m1", n=1), delivered=True)
+    assert ack.status == Ack.STATUS_REJECTED
+    await dead_letters(sidecar, 1)
+    return sidecar, ack
+
+
 async def test_encrypted_dead_letters_are_replayed_into_the_running_sidecar_with_the_key(
     start_sidecar: SidecarFactory, fake_intercom: FakeIntercom, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -42,11 +55,7 @@ async def test_encrypted_dead_letters_are_replayed_into_the_running_sidecar_with
     key_file = tmp_path / "dead-letter-key"
     key_file.write_text(key_text)
     spool = SpoolConfig(directory=tmp_path / "spool", dead_letter_payloads="encrypt", dead_letter_key=Secret(key_text))
-    sidecar = await start_sidecar(spool=spool)
-    fake_intercom.faults.script("POST", "/events", status=400, message="Try again")
-    [ack] = await send(sidecar, track("m1", n=1), delivered=True)
-    assert ack.status == Ack.STATUS_REJECTED
-    await dead_letters(sidecar, 1)
+    await dead_letter_one_event(start_sidecar, fake_intercom, spool)
 
     assert await dlq("--spool-dir", str(spool.directory), "replay", "--message-id", "m1") == 2
     assert "is encrypted" in capsys.readouterr().err
@@ -61,11 +70,7 @@ async def test_payload_free_dead_letters_are_reported_not_replayable(
     start_sidecar: SidecarFactory, fake_intercom: FakeIntercom, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spool = SpoolConfig(directory=tmp_path / "spool", dead_letter_payloads="drop")
-    sidecar = await start_sidecar(spool=spool)
-    fake_intercom.faults.script("POST", "/events", status=400, message="Try again")
-    [ack] = await send(sidecar, track("m1", n=1), delivered=True)
-    assert ack.status == Ack.STATUS_REJECTED
-    await dead_letters(sidecar, 1)
+    sidecar, ack = await dead_letter_one_event(start_sidecar, fake_intercom, spool)
 
     assert await dlq("--spool-dir", str(spool.directory), "replay", "--message-id", "m1") == 1
     out = capsys.readouterr().out

@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from intercom_sidecar.config import IntercomConfig, MappingConfig, Secret
 from intercom_sidecar.errors import DeliveryError, InternalError, InvalidEventError
 from intercom_sidecar.fake import FakeIntercom
-from intercom_sidecar.fake.app import FakeApp
 from intercom_sidecar.http_server import Request
 from intercom_sidecar.intercom.client import IntercomClient
 from intercom_sidecar.intercom.sender import IntercomSender
@@ -51,16 +50,7 @@ class InMemoryIntercom(httpx.AsyncBaseTransport):
     """The fake Intercom's request handling without its HTTP server; records each body that breaks the schema."""
 
     def __init__(self) -> None:
-        fake = FakeIntercom(token=TOKEN, limit_per_window=10**9, clock=lambda: NOW, seed=1)
-        self._app = FakeApp(
-            token=TOKEN,
-            state=fake.state,
-            faults=fake.faults,
-            limiter=fake.rate_limiter,
-            ledger=fake.ledger,
-            clock=lambda: NOW,
-            seed=1,
-        )
+        self._fake = FakeIntercom(token=TOKEN, limit_per_window=10**9, clock=lambda: NOW, seed=1)
         self.sent: list[tuple[str, str, bytes]] = []
         self.schema_errors: list[str] = []
 
@@ -74,7 +64,7 @@ class InMemoryIntercom(httpx.AsyncBaseTransport):
         query = request.url.query.decode()
         target = request.url.path + (f"?{query}" if query else "")
         headers = {name.lower(): value for name, value in request.headers.items()}
-        answer = await self._app.handle(Request(request.method, target, request.url.path, query, headers, body))
+        answer = await self._fake.handle(Request(request.method, target, request.url.path, query, headers, body))
         return httpx.Response(answer.status, headers=answer.headers, content=answer.body)
 
 
