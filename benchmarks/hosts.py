@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import io
+import os
 import pstats
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
-
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from benchmarks.events import user_id
 from benchmarks.processes import Commands, quiet_logging, serve_commands
@@ -29,6 +26,7 @@ from intercom_sidecar.config import (
     SpoolConfig,
 )
 from intercom_sidecar.fake import FakeIntercom
+from intercom_sidecar.http_server import HttpServer, Request, Response
 from intercom_sidecar.runtime import tune_garbage_collector
 from intercom_sidecar.telemetry.setup import make_tracer_provider
 
@@ -59,22 +57,19 @@ def sidecar_config(fake_url: str, token: str, spool_dir: Path | None = None) -> 
     )
 
 
-async def _serve_sidecar(conn: Connection, fake_url: str, token: str, profile: bool, traced: bool) -> None:
+async def _serve_sidecar(conn: Connection, fake_url: str, token: str, profile: bool, otlp_endpoint: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-spool-") as spool_dir:
-        await _serve_app(conn, sidecar_config(fake_url, token, Path(spool_dir)), profile, traced)
+        await _serve_app(conn, sidecar_config(fake_url, token, Path(spool_dir)), profile, otlp_endpoint)
 
 
-class _DiscardingExporter(SpanExporter):
-    """Takes every batch and keeps nothing: the cost of recording and batching spans, without the network."""
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
-
-
-async def _serve_app(conn: Connection, config: Config, profile: bool, traced: bool = False) -> None:
-    # Traced: every span recorded (always-on sampling) and handed to a batch processor, as with an exporter.
-    processors = (BatchSpanProcessor(_DiscardingExporter()),) if traced else ()
-    app = App(config, tracer_provider=make_tracer_provider({}, processors=processors))
+async def _serve_app(conn: Connection, config: Config, profile: bool, otlp_endpoint: str | None = None) -> None:
+    # Traced: configured as a user would (OTEL_EXPORTER_OTLP_ENDPOINT, OTLP over HTTP): every span recorded,
+    # batched, encoded and sent by the SDK's exporter to a sink that answers 200 (in the fake Intercom's process).
+    if otlp_endpoint is not None:
+        os.environ.update(
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+        )
+    app = App(config, tracer_provider=make_tracer_provider(os.environ if otlp_endpoint else {}))
     await app.start()
     tune_garbage_collector()  # as `intercom-sidecar serve` does
     profiler = cProfile.Profile() if profile else None
@@ -106,10 +101,13 @@ def _top(profiler: cProfile.Profile, lines: int = 25) -> str:
     return out.getvalue()
 
 
-def run_sidecar(conn: Connection, fake_url: str, token: str, profile: bool = False, traced: bool = False) -> None:
-    """Process entry point: the sidecar (`App`) delivering to the fake at `fake_url`."""
+def run_sidecar(
+    conn: Connection, fake_url: str, token: str, profile: bool = False, otlp_endpoint: str | None = None
+) -> None:
+    """Process entry point: the sidecar (`App`) delivering to the fake at `fake_url`; with `otlp_endpoint`, its
+    spans are exported there."""
     quiet_logging()
-    asyncio.run(_serve_sidecar(conn, fake_url, token, profile, traced))
+    asyncio.run(_serve_sidecar(conn, fake_url, token, profile, otlp_endpoint))
 
 
 async def _serve_fake(conn: Connection, users: int) -> None:
@@ -117,6 +115,8 @@ async def _serve_fake(conn: Connection, users: int) -> None:
     for number in range(users):
         fake.state.create_contact("user", {"external_id": user_id(number)})
     url = await fake.start("127.0.0.1", 0)
+    sink = HttpServer(_accept_telemetry)  # where traced sidecars export their spans (OTLP over HTTP)
+    sink_host, sink_port = await sink.start("127.0.0.1", 0)
 
     async def reset_ledger() -> None:
         fake.ledger.reset()
@@ -130,10 +130,17 @@ async def _serve_fake(conn: Connection, users: int) -> None:
         fake.faults.latency = seconds
 
     async def stop() -> None:
+        await sink.stop()
         await fake.stop()
 
     commands: Commands = {"reset_ledger": reset_ledger, "counts": counts, "set_latency": set_latency, "stop": stop}
-    await serve_commands(conn, {"url": url, "token": fake.token}, commands)
+    ready = {"url": url, "token": fake.token, "otlp_endpoint": f"http://{sink_host}:{sink_port}"}
+    await serve_commands(conn, ready, commands)
+
+
+async def _accept_telemetry(request: Request) -> Response:
+    """An OTLP/HTTP receiver that keeps nothing: `200` with an empty export response."""
+    return Response(200, b"", [("content-type", "application/x-protobuf")])
 
 
 def run_fake(conn: Connection, users: int) -> None:

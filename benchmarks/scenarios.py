@@ -4,7 +4,8 @@ live for the whole benchmark. Targets alternate within each repeat, so drift on 
 Targets: `ceiling` (bare grpc.aio servicer), `sidecar` (the real thing, delivering to the fake while it takes
 events), and `sidecar-held`: the same sidecar while the fake holds every answer for a minute, so its workers
 sit waiting and the event loop does intake only. The gap between the two sidecar columns is what delivery costs
-the intake path.
+the intake path. `sidecar-held-traced` is that sidecar configured to export every span by OTLP over HTTP
+(`OTEL_EXPORTER_OTLP_ENDPOINT`) to a sink in the fake's process: recording, batching, encoding and sending.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ TARGET_LABELS = {
     CEILING: "ceiling",
     SIDECAR: "sidecar",
     HELD: "sidecar, delivery held",
-    HELD_TRACED: "same, every span recorded",
+    HELD_TRACED: "same, every span exported",
     **TRANSPORT_LABELS,
 }
 _HOLD_SECONDS = 60.0
@@ -122,7 +123,12 @@ class Bench:
             held = kind in (HELD, HELD_TRACED)
             self.fake.call("set_latency", _HOLD_SECONDS if held else 0.0)
             child = Child(
-                kind, run_sidecar, self.fake.info["url"], self.fake.info["token"], self.profile, kind == HELD_TRACED
+                kind,
+                run_sidecar,
+                self.fake.info["url"],
+                self.fake.info["token"],
+                self.profile,
+                self.fake.info["otlp_endpoint"] if kind == HELD_TRACED else None,
             )
         try:
             yield child
@@ -356,7 +362,7 @@ def scenarios(settings: Settings) -> list[Scenario]:
                 latency,
             )
             for key, rate, targets in (
-                ("latency", s.paced_rate, (CEILING, SIDECAR)),
+                ("latency", s.paced_rate, (CEILING, SIDECAR, HELD)),
                 ("latency-low", s.paced_low_rate, (SIDECAR,)),
             )
         ),
