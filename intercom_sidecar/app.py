@@ -91,7 +91,8 @@ class App:
         self.metrics = Metrics(self._meter_provider)
         self._admin_server: AdminServer | None = None
         self.metrics_port = 0
-        self.recent = RecentEvents(config.server.admin_recent_events)
+        # Recorded only for the event view: with the view off, nobody would read it.
+        self.recent = RecentEvents(config.server.admin_recent_events if config.server.admin_listen else 0)
         """The event view's record of the last events (INTERCOM_SIDECAR_ADMIN_RECENT_EVENTS)."""
         self._view_server: AdminServer | None = None
         self.admin_port = 0

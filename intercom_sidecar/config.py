@@ -109,9 +109,9 @@ class TlsConfig:
 class ServerConfig:
     listen: str = "127.0.0.1:50051"
     health_listen: str = ""
+    """A second address serving only grpc.health.v1 (for Kubernetes probes on the pod IP); empty for none."""
     metrics_listen: str = ""
     """An address serving Prometheus metrics at `/metrics` (e.g. 0.0.0.0:9464); empty for none."""
-    """A second address serving only grpc.health.v1 (for Kubernetes probes on the pod IP); empty for none."""
     shutdown_grace_seconds: float = 20.0
     max_message_bytes: int = 8 * 1024 * 1024
     tls: TlsConfig | None = None

@@ -100,6 +100,8 @@ def read_secret(env: Mapping[str, str], key: str, file_key: str) -> Secret | Non
             value = Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError(file_key, f"cannot read {path!r}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(file_key, f"{path!r} is not UTF-8 text") from None
         if not value:
             raise ConfigError(file_key, f"{path!r} is empty")
         return checked_secret(file_key, value)

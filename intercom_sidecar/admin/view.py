@@ -20,7 +20,6 @@ with `kubectl port-forward`), and:
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,9 +32,7 @@ from intercom_sidecar.delivery.pipeline import Pipeline
 from intercom_sidecar.delivery.ratelimit import RateLimiter
 from intercom_sidecar.delivery.spool import DeadLetter, DeadLetterFilter, Spool, SpooledEvent
 from intercom_sidecar.delivery.spooler import Spooler
-from intercom_sidecar.errors import InvalidEventError
 from intercom_sidecar.http_server import Handler, Request, Response, is_loopback_host
-from intercom_sidecar.model.from_proto import DecodeLimits, event_from_bytes
 from intercom_sidecar.server.admin_http import AdminServer
 from intercom_sidecar.telemetry.metrics import Metrics
 from intercom_sidecar.telemetry.recent import RecentEvents
@@ -47,7 +44,6 @@ REPLAY_HEADER: Final = ("x-intercom-sidecar", "replay")
 MAX_DEAD_LETTERS_SHOWN: Final = 500
 MAX_REPLAY_IDS: Final = 1000
 _REPLAY_CHUNK: Final = 1000
-_ANY_SIZE: Final = DecodeLimits(max_event_bytes=2**31, max_future_seconds=math.inf)
 
 _JSON: Final = "application/json"
 _PAGE_HEADERS: Final = [
@@ -179,10 +175,15 @@ class _EventView:
         return await self._replay(seqs)
 
     async def _replay_all(self) -> int:
-        # Only what was dead before the request: a replayed event that fails again is not replayed in a loop.
-        before = DeadLetterFilter(until=time.time())
-        replayed = 0
-        while letters := await self._sources.spool.list_dead_letters(before, limit=_REPLAY_CHUNK):
+        # Only what was dead before the request (a replayed event that fails again is not replayed in a loop), page
+        # by page in seq order, so letters that cannot be replayed (kept without their payload, or encrypted with
+        # a key the sidecar does not have) are passed over rather than read again.
+        until = time.time()
+        replayed, last = 0, 0
+        while letters := await self._sources.spool.list_dead_letters(
+            DeadLetterFilter(until=until, after_seq=last), limit=_REPLAY_CHUNK
+        ):
+            last = letters[-1].seq
             replayed += await self._replay([letter.seq for letter in letters])
         return replayed
 
@@ -209,19 +210,11 @@ def _replay_request(body: Any) -> tuple[list[str] | None, str]:
 
 
 def _letter_json(letter: DeadLetter) -> dict[str, Any]:
-    call_type = event_name = ""
-    try:
-        event, _ = event_from_bytes(letter.payload, now=letter.accepted_at, limits=_ANY_SIZE)
-        call_type = event.type
-        event_name = getattr(event.call, "event", None) or getattr(event.call, "name", None) or ""
-    except InvalidEventError:
-        pass
     return {
         "seq": letter.seq,
         "message_id": letter.message_id,
         "user_id": letter.user_key,
-        "call_type": call_type,
-        "event_name": event_name,
+        "call_type": letter.call_type,  # stored in clear with the letter: its payload is not decoded for the view
         "accepted_at": letter.accepted_at,
         "dead_at": letter.dead_at,
         "reason": letter.reason,

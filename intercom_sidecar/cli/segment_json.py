@@ -1,7 +1,8 @@
 """Segment's JSON (as sent by analytics libraries) -> the `intercom_sidecar.v1.Event` protobuf message.
 
-For clients only: this runs in `intercom-sidecar send`, not in the server. A missing `messageId` is generated,
-as Segment's libraries do.
+Used by `intercom-sidecar send` and by the Segment-compatible HTTP API (`server/segment_body.py`). A missing
+`messageId` is generated, as Segment's libraries and its server do: a request resent without ids is therefore not
+recognised as a duplicate.
 """
 
 from __future__ import annotations

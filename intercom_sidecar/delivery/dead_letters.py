@@ -239,6 +239,9 @@ def _where(where: DeadLetterFilter) -> tuple[str, list[Any]]:
     if where.message_id is not None:
         clauses.append("message_id = ?")
         params.append(where.message_id)
+    if where.after_seq is not None:
+        clauses.append("seq > ?")
+        params.append(where.after_seq)
     return " AND ".join(clauses) or "1", params
 
 

@@ -130,10 +130,13 @@ class DeadLetterFilter:
     """A substring of the reason, ASCII case-insensitive."""
     user_key: str | None = None
     message_id: str | None = None
+    after_seq: int | None = None
+    """Only dead letters with a larger seq: a cursor for reading them page by page."""
 
     def matches(self, letter: DeadLetter) -> bool:
         return (
-            (self.since is None or letter.dead_at >= self.since)
+            (self.after_seq is None or letter.seq > self.after_seq)
+            and (self.since is None or letter.dead_at >= self.since)
             and (self.until is None or letter.dead_at < self.until)
             and (self.reason is None or _ascii_lower(self.reason) in _ascii_lower(letter.reason))
             and (self.user_key is None or letter.user_key == self.user_key)

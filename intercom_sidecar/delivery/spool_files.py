@@ -3,6 +3,7 @@ moved aside, never a crash loop), and the statements the writer thread runs. Use
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -322,11 +323,14 @@ def move_aside(path: Path, now: float) -> tuple[Path, ...]:
 
 def _create_private(path: Path) -> None:
     """Create the database file with mode 0600 before SQLite does (it would use 0644), so that it and the -wal and
-    -shm files SQLite creates beside it (with the same mode) are readable by the sidecar's user only."""
+    -shm files SQLite creates beside it (with the same mode) are readable by the sidecar's user only. A database
+    made by an older version (0644) is made private too, with its -wal and -shm files."""
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
     except FileExistsError:
-        pass
+        for existing in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(existing, FILE_MODE)
     except OSError as error:
         raise SpoolError(f"cannot create the spool database `{path}`: {error}") from error
 

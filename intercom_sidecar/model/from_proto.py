@@ -6,7 +6,7 @@ Structs are converted by hand: `json_format.MessageToDict` costs several times m
 the conversion is iterative (no recursion, whatever the nesting) and checks depth, key count, string length and
 numbers as it goes, so the work stops at the first limit crossed and is linear in the size of the event.
 A Struct's keys are unique: protobuf maps keep one value per key (the last one on the wire), so a duplicate
-key never reaches this code; JSON input is checked for duplicates where it is parsed (`cli/segment_json.py`).
+key never reaches this code; JSON input is checked for duplicates where it is parsed (`model/strict_json.py`).
 """
 
 from __future__ import annotations

@@ -275,7 +275,6 @@ function renderDeadLetters(data) {
       el("td", { className: "time", text: clock(letter.dead_at) }),
       el("td", { className: "mono", text: letter.message_id }),
       el("td", { text: letter.call_type || "?" }),
-      el("td", { text: letter.event_name }),
       el("td", { className: "mono", text: letter.user_id }),
       el(
         "td",
