@@ -26,6 +26,7 @@ from intercom_sidecar.delivery.spool import (
     SpoolError,
 )
 from intercom_sidecar.errors import ShuttingDownError
+from intercom_sidecar.model.call_type import call_type_of
 
 __all__ = ["MemorySpool"]
 
@@ -130,6 +131,7 @@ class MemorySpool:
             code=code,
             attempts=attempts,
             outcomes=tuple(pending.outcomes),
+            call_type=call_type_of(event.payload),
         )
 
     def quarantine(self, seq: int, reason: str) -> None:

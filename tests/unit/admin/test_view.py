@@ -145,7 +145,6 @@ async def test_dead_letters_are_listed_with_what_an_operator_needs(view: View) -
         "message_id": "m-dead",
         "user_id": "u9",
         "call_type": "track",
-        "event_name": "Refused",
         "accepted_at": 1_700_000_000.0,
         "dead_at": letter["dead_at"],
         "reason": "intercom 422 parameter_invalid: no",
