@@ -117,8 +117,8 @@ class App:
         self.segment_port = 0
         """The Segment HTTP API's port actually bound, when INTERCOM_SIDECAR_SEGMENT_LISTEN is set."""
         self._health = HealthServicer()
-        self._replayed_seqs: set[int] = set()
-        """Seqs of replayed dead letters not planned yet: their delivery is shown as replayed in the event view."""
+        self._adopting = False
+        """True while replayed dead letters are planned (`_requeue`): the event view labels them so."""
         self._stopped = asyncio.Event()
         self._stopping = False
         self.port = 0
@@ -335,7 +335,8 @@ class App:
         while True:
             await asyncio.sleep(_REPLAY_POLL_SECONDS)
             try:
-                self._requeue(await self.spool.collect_replayed())
+                while replayed := await self.spool.collect_replayed():  # in chunks: a big replay is read in parts
+                    self._requeue(replayed)
             except ShuttingDownError:
                 return
             except Exception:
@@ -346,16 +347,18 @@ class App:
         if replayed:
             _log.info("Replaying %d dead letters.", len(replayed))
             self.metrics.events_accepted(len(replayed), source=SOURCE_REPLAYED)
-            self._replayed_seqs.update(event.seq for event in replayed)
             assert self._spooler is not None
-            self._spooler.adopt(replayed)
+            self._adopting = True  # planned now (room in the window): the event view shows them as replayed
+            try:
+                self._spooler.adopt(replayed)
+            finally:
+                self._adopting = False
 
     def _load(self, spooled: SpooledEvent) -> tuple[Plan, OutcomeCallback, Context] | None:
         """Plan an event the spool hands back (a backlog, a restart, a replay) with today's settings, under a span
         in its original trace; None when it is no longer valid, and so dead-lettered."""
         assert self.spool is not None
-        source = "replayed" if spooled.seq in self._replayed_seqs else "recovered"
-        self._replayed_seqs.discard(spooled.seq)
+        source = "replayed" if self._adopting else "recovered"
         try:
             event, carrier = event_from_bytes(spooled.payload, now=spooled.accepted_at, limits=self._limits)
             plan = map_event(event, self.config.mapping)

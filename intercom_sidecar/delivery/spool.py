@@ -250,7 +250,8 @@ class Spool(Protocol):
         ...
 
     async def collect_replayed(self) -> list[SpooledEvent]:
-        """Events another process (the operator CLI) replayed since `open` or the last call, for the caller to queue."""
+        """Events another process (the operator CLI) replayed since `open` or the last call, for the caller to queue;
+        a bounded number at a time (call again until it returns none)."""
         ...
 
 

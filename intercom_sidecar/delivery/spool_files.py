@@ -25,6 +25,7 @@ from intercom_sidecar.delivery.spool import (
 )
 
 __all__ = [
+    "COLLECT_LIMIT",
     "LOCK_NAME",
     "PRUNE_ROWS",
     "SCHEMA",
@@ -278,12 +279,20 @@ def quarantine(conn: sqlite3.Connection, seq: int, reason: str, now: float) -> i
     return moved
 
 
+COLLECT_LIMIT = 10_000
+"""Most replayed events one `collect_replayed` hands back (the rest wait for the next call)."""
+
+
 def collect_replayed(conn: sqlite3.Connection) -> list[SpooledEvent]:
     rows = conn.execute(
         "SELECT p.seq, p.message_id, p.user_key, p.payload, p.trace_id, p.accepted_at, p.attempts"
-        " FROM replayed AS r JOIN pending AS p ON p.seq = r.seq ORDER BY p.seq"
+        " FROM replayed AS r JOIN pending AS p ON p.seq = r.seq ORDER BY p.seq LIMIT ?",
+        (COLLECT_LIMIT,),
     ).fetchall()
-    conn.execute("DELETE FROM replayed")
+    if len(rows) < COLLECT_LIMIT:
+        conn.execute("DELETE FROM replayed")  # all handed out (and announcements of events no longer pending)
+    else:
+        conn.execute("DELETE FROM replayed WHERE seq <= ?", (rows[-1][0],))
     return [SpooledEvent(*row) for row in rows]
 
 

@@ -126,11 +126,17 @@ class Spooler:
         return accepting.appended
 
     def adopt(self, events: Sequence[SpooledEvent]) -> None:
-        """Queue events the spool put back into pending (replayed dead letters). Those above a backlog are read
-        with it, in order; the others go into the window now."""
-        for event in events:
-            if not (self._backlog and event.seq > self._loaded_through):
+        """Deliver events the spool put back into pending (replayed dead letters), above every pending event. They
+        go into the window now when it has room for all of them and there is no backlog; otherwise they are read
+        back with the backlog, in order, so that however many are replayed, memory stays within the window."""
+        if not events:
+            return
+        if not self._backlog and self._pipeline.depth + len(events) <= self._window:
+            for event in events:
                 self._queue_loaded(event)
+        else:
+            self._backlog = True
+            self._read_soon()
 
     async def close(self) -> None:
         """Take no more events; wait for the appends under way (their events are durable, so they are queued)."""

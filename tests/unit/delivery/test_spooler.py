@@ -224,3 +224,25 @@ async def test_duplicates_in_a_batch_do_not_crowd_out_new_events_when_the_spool_
     await harness.spooler.close()
     await harness.pipeline.shutdown(1)
     await spool.close()
+
+
+async def test_a_replay_larger_than_the_window_is_read_back_in_windows(make_spool: Callable[[], Spool]) -> None:
+    spool = make_spool()
+    await spool.open()
+    names = [f"{user}{n}" for n in range(1, 6) for user in "ab"]
+    seqs = await spool.append([entry(name) for name in names])
+    for seq in seqs:
+        assert seq is not None
+        spool.dead_letter(seq, reason="refused", status=400, code="bad", attempts=1)
+    harness = Harness(spool)
+    harness.pipeline.start()
+
+    replayed = await spool.replay([seq for seq in seqs if seq is not None])
+    harness.spooler.adopt(replayed)  # ten events for a window of four
+    await harness.delivered(len(names))
+
+    assert harness.most_in_memory <= WINDOW
+    assert harness.loaded == names  # read back from the spool in seq order
+    assert harness.in_order_per_user()
+    await harness.spooler.close()
+    await harness.pipeline.shutdown(1)
