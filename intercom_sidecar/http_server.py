@@ -24,7 +24,9 @@ from typing import Final
 import h11
 
 __all__ = [
+    "DEFAULT_IDLE_TIMEOUT_SECONDS",
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_CONNECTIONS",
     "ErrorBody",
     "Handler",
     "HttpServer",
@@ -37,6 +39,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES: Final = 4 * 1024 * 1024
+DEFAULT_IDLE_TIMEOUT_SECONDS: Final = 60.0
+DEFAULT_MAX_CONNECTIONS: Final = 512
 _MAX_HEAD_BYTES: Final = 64 * 1024
 
 
@@ -111,19 +115,37 @@ class _Connection(asyncio.Protocol):
         self._body_size = 0
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._idle: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol -------------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        if len(self._server._connections) >= self._server.max_connections:
+            self._closed = True  # full: a flood of idle connections costs the others nothing
+            transport.close()
+            return
         self._server._connections.add(self)
+        self._wait_for_request()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._server._connections.discard(self)
+        if self._idle is not None:
+            self._idle.cancel()
         if self._task is not None and not self._task.done():
             self._task.cancel()
+
+    def _wait_for_request(self) -> None:
+        """A whole request must arrive within the idle timeout (slow or idle clients are closed, not kept)."""
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = asyncio.get_running_loop().call_later(self._server.idle_timeout, self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        if self._task is None:
+            self.close()
 
     def data_received(self, data: bytes) -> None:
         self._h11.receive_data(data)
@@ -173,6 +195,8 @@ class _Connection(asyncio.Protocol):
                 self._body.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 request = self._build_request()
+                if self._idle is not None:
+                    self._idle.cancel()  # however long the handler takes: the timeout is for the client
                 self._task = asyncio.get_running_loop().create_task(self._respond(request))
                 self._server._tasks.add(self._task)
                 self._task.add_done_callback(self._server._tasks.discard)
@@ -252,6 +276,7 @@ class _Connection(asyncio.Protocol):
         except h11.LocalProtocolError:
             self.close()
             return
+        self._wait_for_request()
         self._process()
 
 
@@ -265,10 +290,16 @@ class HttpServer:
         allow_non_loopback: bool = False,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         error_body: ErrorBody = json_error_body,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SECONDS,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self._handler = handler
         self._allow_non_loopback = allow_non_loopback
         self.max_body_bytes = max_body_bytes
+        self.idle_timeout = idle_timeout
+        """Seconds a connection may wait for (or take to send) its next request before it is closed."""
+        self.max_connections = max_connections
+        """Connections open at once; more are closed as they arrive."""
         self._error_body = error_body
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
