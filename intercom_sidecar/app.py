@@ -224,11 +224,7 @@ class App:
                     self._health_server, config.server.health_listen, "INTERCOM_SIDECAR_HEALTH_LISTEN"
                 )
         except ConfigError:
-            self._collecting.cancel()
-            self._watching.cancel()
-            await self._pipeline.shutdown(0)
-            await self.spool.close()
-            await self._client.aclose()
+            await self.stop()
             raise
         await server.start()
         if self._health_server is not None:
@@ -248,14 +244,11 @@ class App:
             where = listening_on(config.segment.listen, self.segment_port)
             _log.info("Serving the Segment HTTP API on `http://%s` (POST /v1/batch, /v1/track, ...).", where)
         if config.server.metrics_listen:
-            host, _, port = config.server.metrics_listen.rpartition(":")
             self._admin_server = AdminServer()
             self._admin_server.route("/metrics", metrics_handler(self.metrics_reader))
-            try:
-                self.metrics_port = await self._admin_server.start(host, int(port))
-            except OSError as error:
-                await self.stop()
-                raise ConfigError("INTERCOM_SIDECAR_METRICS_LISTEN", f"cannot listen: {error.strerror}") from None
+            self.metrics_port = await self._serve_http(
+                self._admin_server, config.server.metrics_listen, "INTERCOM_SIDECAR_METRICS_LISTEN"
+            )
             where = listening_on(config.server.metrics_listen, self.metrics_port)
             _log.info("Serving Prometheus metrics on `%s/metrics`.", where)
         if config.server.admin_listen:
@@ -263,14 +256,21 @@ class App:
                 self.recent, self.spool, self._spooler, self._pipeline, self.rate_limiter, metrics, self._requeue
             )
             self._view_server = event_view_server(sources, metrics_handler(self.metrics_reader), config.server)
-            host, _, port = config.server.admin_listen.rpartition(":")
-            try:
-                self.admin_port = await self._view_server.start(host, int(port))
-            except OSError as error:
-                await self.stop()
-                raise ConfigError("INTERCOM_SIDECAR_ADMIN_LISTEN", f"cannot listen: {error.strerror}") from None
+            self.admin_port = await self._serve_http(
+                self._view_server, config.server.admin_listen, "INTERCOM_SIDECAR_ADMIN_LISTEN"
+            )
             where = listening_on(config.server.admin_listen, self.admin_port)
             _log.info("Serving the live event view on `http://%s/` (and metrics at `/metrics`).", where)
+
+    async def _serve_http(self, server: AdminServer, listen: str, key: str) -> int:
+        """Start `server` on `listen` (HOST:PORT); the bound port. If it cannot listen, stop everything and raise a
+        ConfigError naming `key`."""
+        host, _, port = listen.rpartition(":")
+        try:
+            return await server.start(host, int(port))
+        except OSError as error:
+            await self.stop()
+            raise ConfigError(key, f"cannot listen on {listen}: {error.strerror}") from None
 
     async def stop(self) -> None:
         """Stop in reverse order of start, within the configured grace period. Safe to call twice."""
