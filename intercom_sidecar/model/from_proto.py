@@ -68,13 +68,19 @@ def parse_limited(payload: bytes, limits: DecodeLimits) -> event_pb2.Event:
 
 
 def event_from_proto(message: event_pb2.Event, *, now: float, limits: DecodeLimits) -> Event:
-    """Validate `message` and return it as an `Event`. `now` (Unix seconds) stands in for a missing timestamp."""
-    if not message.message_id:
+    """Validate `message` and return it as an `Event`. `now` (Unix seconds) stands in for a missing timestamp.
+
+    The event's size is checked where its bytes are (`parse_limited` for gRPC and the spool, the Segment HTTP API
+    for its JSON): measuring a parsed message would serialize it once more."""
+    message_id = message.message_id
+    if not message_id:
         raise InvalidEventError("message_id", "is required")
-    _check_id("message_id", message.message_id)
-    if not (message.message_id.isascii() and message.message_id.isprintable()) or " " in message.message_id:
+    if not message_id.strip():
+        raise InvalidEventError("message_id", "must not be only whitespace")
+    if not (message_id.isascii() and message_id.isprintable()) or " " in message_id:
         raise InvalidEventError("message_id", "must be printable ASCII without spaces (e.g. a UUID)")
-    _check_size(message.ByteSize(), limits)
+    if len(message_id) > MAX_ID_CHARS:
+        raise InvalidEventError("message_id", f"is {len(message_id)} characters; the limit is {MAX_ID_CHARS}")
     user_id = _optional_id("user_id", message.user_id)
     anonymous_id = _optional_id("anonymous_id", message.anonymous_id)
     if user_id is None and anonymous_id is None:

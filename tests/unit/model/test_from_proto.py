@@ -11,7 +11,13 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
 from intercom_sidecar.errors import InvalidEventError
 from intercom_sidecar.model.events import Alias, Event, Group, Identify, Page, Screen, Track
-from intercom_sidecar.model.from_proto import MAX_ID_CHARS, DecodeLimits, event_from_proto, struct_to_dict
+from intercom_sidecar.model.from_proto import (
+    MAX_ID_CHARS,
+    DecodeLimits,
+    event_from_bytes,
+    event_from_proto,
+    struct_to_dict,
+)
 
 NOW = 1_700_000_000.0
 DAY = 24 * 3600.0
@@ -197,12 +203,13 @@ def test_invalid_input_names_the_field(build: Callable[[], event_pb2.Event], fie
 
 
 def test_oversized_event_is_invalid_and_the_limit_is_inclusive() -> None:
-    msg = message(identify=event_pb2.Identify(traits=struct({"bio": "x" * 500})))
-    size = msg.ByteSize()
+    """Checked on the event's bytes, where they are (gRPC, the spool), not by measuring a parsed message again."""
+    raw = message(identify=event_pb2.Identify(traits=struct({"bio": "x" * 500}))).SerializeToString()
+    size = len(raw)
 
-    decode(msg, DecodeLimits(max_event_bytes=size, max_future_seconds=DAY))  # exactly at the limit: fine
+    event_from_bytes(raw, now=NOW, limits=DecodeLimits(max_event_bytes=size, max_future_seconds=DAY))  # at the limit
     with pytest.raises(InvalidEventError) as caught:
-        decode(msg, DecodeLimits(max_event_bytes=size - 1, max_future_seconds=DAY))
+        event_from_bytes(raw, now=NOW, limits=DecodeLimits(max_event_bytes=size - 1, max_future_seconds=DAY))
 
     assert caught.value.field == "event"
     assert caught.value.problem == f"is {size} bytes; the limit is {size - 1} bytes (INTERCOM_SIDECAR_MAX_EVENT_BYTES)"
