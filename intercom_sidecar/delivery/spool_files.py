@@ -30,6 +30,7 @@ __all__ = [
     "PRUNE_ROWS",
     "SCHEMA",
     "collect_replayed",
+    "delete_pending",
     "insert_new",
     "insert_one",
     "lock_directory",
@@ -214,6 +215,17 @@ def seen(conn: sqlite3.Connection, message_ids: Sequence[str], cutoff: float) ->
         )
         found.update(row[0] for row in rows)
     return found
+
+
+def delete_pending(conn: sqlite3.Connection, seqs: Sequence[int]) -> tuple[int, int]:
+    """Delete the pending events `seqs`; how many there were, and their payload bytes."""
+    events = size = 0
+    for seq in seqs:
+        row = conn.execute("DELETE FROM pending WHERE seq = ? RETURNING length(payload)", (seq,)).fetchone()
+        if row is not None:
+            events += 1
+            size += row[0]
+    return events, size
 
 
 def pending_size(conn: sqlite3.Connection, seqs: Sequence[int]) -> tuple[int, int]:

@@ -140,10 +140,8 @@ class SqliteSpool:
 
     def complete(self, seqs: Sequence[int]) -> None:
         done = tuple(seqs)
-        if done:
-            self._freeing(
-                done, lambda conn, now: conn.executemany("DELETE FROM pending WHERE seq = ?", [(s,) for s in done])
-            )
+        if done:  # the delete reports what it freed: no extra read per delivered event
+            self._open_writer().post(lambda conn, now: spool_files.delete_pending(conn, done), self._free)
 
     def record_attempt(self, seq: int, outcome: str) -> None:
         writer = self._open_writer()
@@ -177,11 +175,13 @@ class SqliteSpool:
             change(conn, now)
             return freed
 
-        def settle(freed: tuple[int, int] | None) -> None:  # None: the group failed, so nothing was taken out
-            if freed is not None:
-                self._ledger.free(*freed)
+        self._open_writer().post(apply, self._free)
 
-        self._open_writer().post(apply, settle)
+    def _free(self, freed: tuple[int, int] | None) -> None:
+        """Once a change that took events out of pending has committed: free their room (None: the group failed,
+        so nothing was taken out)."""
+        if freed is not None:
+            self._ledger.free(*freed)
 
     def depth(self) -> tuple[int, int]:
         return self._ledger.depth()
