@@ -134,8 +134,9 @@ class ServerConfig:
 class SegmentConfig:
     """The Segment-compatible HTTP tracking API (`server/segment_http.py`)."""
 
-    listen: str = "127.0.0.1:8088"
-    """Where `/v1/track`, `/v1/batch`, ... are served; empty for none. Off loopback only with write keys."""
+    listen: str = ""
+    """Where `/v1/track`, `/v1/batch`, ... are served; empty for none. Off loopback only with write keys.
+    `load_config` defaults it to 127.0.0.1:8088; a config built in code (tests, embedding) has none unless asked."""
     write_keys: tuple[Secret, ...] = ()
     """Accepted write keys (the HTTP basic auth user name); none accepts any caller, which only loopback allows."""
 

@@ -14,6 +14,7 @@ from intercom_sidecar.config import (
     QueueConfig,
     RetryConfig,
     Secret,
+    SegmentConfig,
     ServerConfig,
     load_config,
 )
@@ -32,9 +33,12 @@ def load(**env: str) -> Config:
 
 
 def test_defaults() -> None:
-    # The event view is on by default on loopback for the real process; a config built in code has none.
+    # The event view and the Segment HTTP API are on by default on loopback for the real process; a config built
+    # in code has neither.
     assert load_config(BASE) == Config(
-        intercom=IntercomConfig(token=Secret(TOKEN)), server=ServerConfig(admin_listen="127.0.0.1:8090")
+        intercom=IntercomConfig(token=Secret(TOKEN)),
+        server=ServerConfig(admin_listen="127.0.0.1:8090"),
+        segment=SegmentConfig(listen="127.0.0.1:8088"),
     )
     config = load_config(BASE)
     assert config.intercom.base_url == "https://api.intercom.io"
@@ -92,6 +96,7 @@ def test_every_setting_is_read() -> None:
             admin_listen="[::1]:9000",
             admin_recent_events=0,
         ),
+        segment=SegmentConfig(listen="127.0.0.1:8088"),
         queue=QueueConfig(max_events=50, workers=2, full_retry_after_seconds=0.25),
         retry=RetryConfig(initial_backoff_seconds=0.1, max_backoff_seconds=3.0, max_elapsed_seconds=60.0),
         limits=LimitsConfig(
