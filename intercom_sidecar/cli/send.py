@@ -26,7 +26,7 @@ from intercom_sidecar.cli.ack_output import Progress, print_acks
 from intercom_sidecar.cli.connect import add_connection_arguments, call_metadata, open_channel
 from intercom_sidecar.cli.event_input import read_events
 
-__all__ = ["add_arguments", "describe_rpc_error", "read_events", "run"]
+__all__ = ["add_arguments", "describe_rpc_error", "run"]
 
 _OK = {"STATUS_ACCEPTED", "STATUS_DELIVERED", "STATUS_DUPLICATE", "STATUS_FILTERED"}
 

@@ -17,7 +17,15 @@ from google.protobuf.message import DecodeError
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
 from intercom_sidecar.errors import InvalidEventError
 
-__all__ = ["PROTOBUF_MAX_DEPTH", "WireError", "parse_event", "peek_message_id", "shorten", "split_send_request"]
+__all__ = [
+    "PROTOBUF_MAX_DEPTH",
+    "TooManyEventsError",
+    "WireError",
+    "parse_event",
+    "peek_message_id",
+    "shorten",
+    "split_send_request",
+]
 
 PROTOBUF_MAX_DEPTH = 100
 """protobuf's (upb's) parser refuses messages nested deeper than this."""
@@ -42,15 +50,19 @@ def parse_event(payload: bytes) -> event_pb2.Event:
         raise InvalidEventError(shorten(field), problem) from None
 
 
+class TooManyEventsError(Exception):
+    """A `SendRequest` holds more events than the limit (`INTERCOM_SIDECAR_MAX_EVENTS_PER_SEND`)."""
+
+
 def split_send_request(payload: bytes, max_events: int) -> list[bytes]:
     """The serialized events of a serialized `SendRequest`, each still unparsed, so that one bad event costs
-    only its own ack. WireError if the request itself is malformed; ValueError naming the limit if it holds
-    more than `max_events` (counted before anything is parsed)."""
+    only its own ack. WireError if the request itself is malformed; TooManyEventsError if it holds more than
+    `max_events` (counted before anything is parsed)."""
     events: list[bytes] = []
     for number, wire_type, start, end in _fields(payload, 0, len(payload)):
         if number == _SEND_EVENTS_FIELD and wire_type == _LENGTH_DELIMITED:
             if len(events) == max_events:
-                raise ValueError(f"more than {max_events} events")
+                raise TooManyEventsError(f"more than {max_events} events")
             events.append(payload[start:end])
     return events
 

@@ -27,7 +27,7 @@ from intercom_sidecar.mapping.verification import user_hash
 from intercom_sidecar.model.acks import AckInfo
 from intercom_sidecar.model.events import Event
 from intercom_sidecar.model.from_proto import DecodeLimits, event_from_proto, parse_limited
-from intercom_sidecar.model.wire import WireError, peek_message_id, split_send_request
+from intercom_sidecar.model.wire import TooManyEventsError, WireError, peek_message_id, split_send_request
 from intercom_sidecar.server.acks import ack_to_proto
 from intercom_sidecar.telemetry.spans import context_from_carrier
 
@@ -82,7 +82,7 @@ class EventServicer:
         except WireError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a serialized SendRequest: {error}")
             raise  # not reached: abort raises
-        except ValueError:
+        except TooManyEventsError:
             limit = self._max_events_per_send
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -31,7 +30,6 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.util.types import Attributes
 
-from intercom_sidecar.errors import ConfigError
 from intercom_sidecar.http_server import Handler, Request, Response
 
 __all__ = [
@@ -39,14 +37,12 @@ __all__ = [
     "MetricsSource",
     "PrometheusReader",
     "metrics_handler",
-    "metrics_listen_address",
     "render_text",
 ]
 
 _log = logging.getLogger(__name__)
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-_LISTEN_KEY: Final = "INTERCOM_SIDECAR_METRICS_LISTEN"
 _UNIT_SUFFIXES: Final = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "%": "percent"}
 _INVALID_NAME = re.compile(r"[^a-zA-Z0-9_:]+")
 _INVALID_LABEL = re.compile(r"[^a-zA-Z0-9_]+")
@@ -63,18 +59,6 @@ class PrometheusReader(InMemoryMetricReader):
 
     Pass it to `make_meter_provider(readers=...)` and to `metrics_handler`.
     """
-
-
-def metrics_listen_address(env: Mapping[str, str]) -> tuple[str, int] | None:
-    """`INTERCOM_SIDECAR_METRICS_LISTEN` as (host, port); None when empty (no endpoint). ConfigError if malformed."""
-    raw = env.get(_LISTEN_KEY, "").strip()
-    if not raw:
-        return None
-    host, sep, port = raw.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(_LISTEN_KEY, f"must be HOST:PORT, e.g. 0.0.0.0:9464, got {raw!r}")
-    return host, int(port)
 
 
 # Rendering --------------------------------------------------------------------------------------------------

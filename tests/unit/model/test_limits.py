@@ -14,7 +14,13 @@ from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_p
 from intercom_sidecar.errors import InvalidEventError
 from intercom_sidecar.model.events import Event
 from intercom_sidecar.model.from_proto import DecodeLimits, event_from_bytes, event_from_proto, struct_to_dict
-from intercom_sidecar.model.wire import WireError, parse_event, peek_message_id, split_send_request
+from intercom_sidecar.model.wire import (
+    TooManyEventsError,
+    WireError,
+    parse_event,
+    peek_message_id,
+    split_send_request,
+)
 from tests.wire_bytes import deeply_nested_traits, field
 
 NOW = 1_700_000_000.0
@@ -235,7 +241,7 @@ def test_a_send_request_is_split_into_unparsed_events_and_the_count_is_limited()
     events = [GOOD, b"\xff\xff", b""]
     payload = b"".join(field(1, event) for event in events)
     assert split_send_request(payload, 3) == events
-    with pytest.raises(ValueError, match="more than 2 events"):
+    with pytest.raises(TooManyEventsError, match="more than 2 events"):
         split_send_request(payload, 2)
     with pytest.raises(WireError):
         split_send_request(payload[:-3] + b"\x0a\x09", 3)

@@ -16,12 +16,12 @@ from intercom_sidecar.delivery.pipeline import Abandoned, Delivered, Outcome, Pi
 from intercom_sidecar.delivery.spool import SpoolEntry
 from intercom_sidecar.delivery.spool_memory import MemorySpool
 from intercom_sidecar.delivery.spooler import Spooler
-from intercom_sidecar.errors import ConfigError, PermanentError
+from intercom_sidecar.errors import PermanentError
 from intercom_sidecar.mapping.plan import ContactRef, CreateDataEvent, Plan
 from intercom_sidecar.model.acks import AckStatus
 from intercom_sidecar.telemetry import names
 from intercom_sidecar.telemetry.metrics import DELIVERY_LATENCY_BUCKETS, Metrics, make_meter_provider
-from intercom_sidecar.telemetry.prometheus import PrometheusReader, metrics_listen_address, render_text
+from intercom_sidecar.telemetry.prometheus import PrometheusReader, render_text
 from tests.conftest import FakeClock
 
 pytestmark = pytest.mark.timeout(10)
@@ -405,26 +405,3 @@ async def test_invariant_with_the_real_spool_and_pipeline(clock: Clock) -> None:
 
 
 # The setting ----------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("raw", "address"),
-    [
-        ("", None),
-        ("  ", None),
-        ("0.0.0.0:9464", ("0.0.0.0", 9464)),
-        ("127.0.0.1:0", ("127.0.0.1", 0)),
-        ("[::]:9464", ("::", 9464)),
-        ("localhost:9464", ("localhost", 9464)),
-    ],
-)
-def test_metrics_listen_address(raw: str, address: tuple[str, int] | None) -> None:
-    assert metrics_listen_address({"INTERCOM_SIDECAR_METRICS_LISTEN": raw}) == address
-    assert metrics_listen_address({}) is None
-
-
-@pytest.mark.parametrize("raw", ["9464", ":9464", "host:", "host:port", "host:70000"])
-def test_metrics_listen_address_errors_name_the_setting(raw: str) -> None:
-    with pytest.raises(ConfigError) as error:
-        metrics_listen_address({"INTERCOM_SIDECAR_METRICS_LISTEN": raw})
-    assert str(error.value) == f"INTERCOM_SIDECAR_METRICS_LISTEN: must be HOST:PORT, e.g. 0.0.0.0:9464, got {raw!r}"
