@@ -9,9 +9,9 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from intercom_sidecar.delivery import dead_letters
 from intercom_sidecar.delivery.spool import (
@@ -46,6 +46,8 @@ _log = logging.getLogger("intercom_sidecar.delivery.spool_sqlite")
 
 LOCK_NAME = "spool.lock"
 PRUNE_ROWS = 10_000
+_IN_CHUNK = 500
+_V = TypeVar("_V")
 
 SCHEMA = """
 CREATE TABLE pending (
@@ -207,9 +209,7 @@ def read_pending(conn: sqlite3.Connection, after_seq: int, limit: int) -> list[S
 def seen(conn: sqlite3.Connection, message_ids: Sequence[str], cutoff: float) -> set[str]:
     """Those of `message_ids` seen since `cutoff` (the dedupe window)."""
     found: set[str] = set()
-    for start in range(0, len(message_ids), 500):
-        chunk = message_ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
+    for chunk, marks in _in_chunks(message_ids):
         rows = conn.execute(
             f"SELECT message_id FROM dedupe WHERE message_id IN ({marks}) AND seen_at >= ?", (*chunk, cutoff)
         )
@@ -231,15 +231,20 @@ def delete_pending(conn: sqlite3.Connection, seqs: Sequence[int]) -> tuple[int, 
 def pending_size(conn: sqlite3.Connection, seqs: Sequence[int]) -> tuple[int, int]:
     """How many of `seqs` are pending, and their payload bytes."""
     events = size = 0
-    for start in range(0, len(seqs), 500):
-        chunk = seqs[start : start + 500]
-        marks = ",".join("?" * len(chunk))
+    for chunk, marks in _in_chunks(seqs):
         found, found_size = conn.execute(
             f"SELECT count(*), coalesce(sum(length(payload)), 0) FROM pending WHERE seq IN ({marks})", chunk
         ).fetchone()
         events += found
         size += found_size
     return events, size
+
+
+def _in_chunks(values: Sequence[_V]) -> Iterator[tuple[Sequence[_V], str]]:
+    """`values` in chunks small enough for one `IN (...)`, each with its `?, ?, ...` placeholders."""
+    for start in range(0, len(values), _IN_CHUNK):
+        chunk = values[start : start + _IN_CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def insert_new(conn: sqlite3.Connection, batch: Sequence[SpoolEntry], now: float) -> list[int | None] | None:

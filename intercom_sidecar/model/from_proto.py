@@ -22,7 +22,7 @@ from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
 from intercom_sidecar.config import LimitsConfig
 from intercom_sidecar.errors import InvalidEventError
 from intercom_sidecar.model.events import Alias, Call, Event, Group, Identify, Page, Screen, Track
-from intercom_sidecar.model.wire import parse_event, shorten
+from intercom_sidecar.model.wire import parse_event, shorten, shown_key
 
 __all__ = ["MAX_ID_CHARS", "DecodeLimits", "event_from_bytes", "event_from_proto", "parse_limited", "struct_to_dict"]
 
@@ -292,7 +292,7 @@ as a string would cost time proportional to its depth."""
 
 
 def _key(key: str) -> str:
-    return "." + (key if len(key) <= 64 else key[:64] + "...")
+    return "." + shown_key(key)
 
 
 def _render(path: _Path) -> str:

@@ -24,6 +24,7 @@ __all__ = [
     "parse_event",
     "peek_message_id",
     "shorten",
+    "shown_key",
     "split_send_request",
 ]
 
@@ -152,12 +153,13 @@ def _path(frame: _Frame, field: FieldDescriptor, raw: bytes) -> str:
         return f"{frame.path}[{frame.items - 1}]"
     if frame.descriptor.GetOptions().map_entry and field.name == "key":
         key = raw.decode("utf-8", "replace")
-        frame.path = f"{frame.path}.{_shown_key(key)}"  # the value that follows is named by its key
+        frame.path = f"{frame.path}.{shown_key(key)}"  # the value that follows is named by its key
         return frame.path
     return frame.path
 
 
-def _shown_key(key: str) -> str:
+def shown_key(key: str) -> str:
+    """A Struct key as a reason shows it: at most 64 characters."""
     return key if len(key) <= 64 else key[:64] + "..."
 
 
