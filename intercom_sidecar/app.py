@@ -294,8 +294,8 @@ class App:
             self._segment.close()
         if self._spooler is not None:
             await self._spooler.close()
-        if self._segment is not None:
-            await self._segment.stop()
+        if self._segment is not None:  # within the grace, like every other step of the stop
+            await self._segment.stop(max(0.0, grace - (asyncio.get_running_loop().time() - started)))
         if self._pipeline is not None:
             await self._pipeline.shutdown(grace)
         # 3. Open streams write the acks they owe and end; the server stops with what is left of the grace.

@@ -127,10 +127,11 @@ class SegmentHttpServer:
         self._closing = True
         self._http.closing = True
 
-    async def stop(self) -> None:
+    async def stop(self, wait_seconds: float = _STOP_WAIT_SECONDS) -> None:
+        """Refuse new requests, answer those under way (for at most `wait_seconds`), then stop listening."""
         self.close()
         try:
-            await asyncio.wait_for(self._idle.wait(), _STOP_WAIT_SECONDS)
+            await asyncio.wait_for(self._idle.wait(), wait_seconds)
         except TimeoutError:
             _log.warning("Closing the Segment HTTP API with %d requests unanswered.", self._in_flight)
         await self._http.stop()
