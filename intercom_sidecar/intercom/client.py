@@ -139,10 +139,13 @@ class IntercomClient:
         # httpcore's pool bookkeeping costs CPU per request in proportion to its size (PERF-NOTES: 0.4 ms per
         # call at 8 connections, 1.9 ms at 32), so with it the connections are split over several small pools
         # used in turn rather than held in one large one. H11Transport's cost does not grow so: one pool.
-        pools = -(-config.max_connections // _CONNECTIONS_PER_POOL)
-        if transport is None and not proxy_configured(config.base_url):
-            transport = H11Transport(max_connections=config.max_connections)
-            pools = 1
+        # An injected transport (tests) or H11Transport serves every client alike: then splitting buys nothing.
+        pools = 1
+        if transport is None:
+            if proxy_configured(config.base_url):
+                pools = -(-config.max_connections // _CONNECTIONS_PER_POOL)
+            else:
+                transport = H11Transport(max_connections=config.max_connections)
         self._pools = [
             httpx.AsyncClient(
                 base_url=config.base_url,
