@@ -14,6 +14,7 @@ __all__ = [
     "Secret",
     "checked_secret",
     "dead_letter_key",
+    "dead_letter_key_bytes",
     "read_auth_token",
     "read_auth_token_file",
     "read_dead_letter_key",
@@ -84,12 +85,20 @@ def dead_letter_key(env: Mapping[str, str]) -> Secret | None:
     key = read_secret({_DEAD_LETTER_KEY_FILE: path}, _DEAD_LETTER_KEY_FILE, _DEAD_LETTER_KEY_FILE)
     assert key is not None  # the file is set, so it was read (or raised)
     try:
-        raw = base64.b64decode(key.reveal().replace("-", "+").replace("_", "/"), validate=True)
+        dead_letter_key_bytes(key.reveal())
     except ValueError:
-        raw = b""
-    if len(raw) != 32:
-        raise ConfigError(_DEAD_LETTER_KEY_FILE, "must hold 32 random bytes in base64 (e.g. `openssl rand -base64 32`)")
+        raise ConfigError(
+            _DEAD_LETTER_KEY_FILE, "must hold 32 random bytes in base64 (e.g. `openssl rand -base64 32`)"
+        ) from None
     return key
+
+
+def dead_letter_key_bytes(text: str) -> bytes:
+    """The 32 bytes of a dead-letter key file's contents (standard or URL-safe base64); ValueError otherwise."""
+    raw = base64.b64decode(text.strip().replace("-", "+").replace("_", "/"), validate=True)
+    if len(raw) != 32:
+        raise ValueError("a dead-letter key is 32 bytes")
+    return raw
 
 
 def read_secret(env: Mapping[str, str], key: str, file_key: str) -> Secret | None:

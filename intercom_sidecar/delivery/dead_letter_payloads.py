@@ -18,7 +18,6 @@ Pending events are always stored in clear: the sidecar must be able to send them
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from collections.abc import Callable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from intercom_sidecar.config_secrets import dead_letter_key_bytes
 from intercom_sidecar.delivery.spool import SpoolError
 
 __all__ = [
@@ -66,7 +66,7 @@ class DeadLetterKey:
     @classmethod
     def from_base64(cls, text: str) -> DeadLetterKey:
         """From the contents of the key file (standard or URL-safe base64), as `config` validated it."""
-        return cls(base64.b64decode(text.strip().replace("-", "+").replace("_", "/"), validate=True))
+        return cls(dead_letter_key_bytes(text))
 
     def seal(self, message_id: str, payload: bytes) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)
