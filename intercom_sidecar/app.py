@@ -23,6 +23,7 @@ from opentelemetry.trace import Span
 
 from intercom_sidecar.admin.view import ViewSources, event_view_server
 from intercom_sidecar.config import Config
+from intercom_sidecar.config_values import split_listen
 from intercom_sidecar.delivery.clock import Clock, SystemClock
 from intercom_sidecar.delivery.pipeline import Outcome, Pipeline
 from intercom_sidecar.delivery.ratelimit import RateLimiter
@@ -265,9 +266,8 @@ class App:
     async def _serve_http(self, server: AdminServer, listen: str, key: str) -> int:
         """Start `server` on `listen` (HOST:PORT); the bound port. If it cannot listen, stop everything and raise a
         ConfigError naming `key`."""
-        host, _, port = listen.rpartition(":")
         try:
-            return await server.start(host, int(port))
+            return await server.start(*split_listen(listen))
         except OSError as error:
             await self.stop()
             raise ConfigError(key, f"cannot listen on {listen}: {error.strerror}") from None

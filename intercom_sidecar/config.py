@@ -32,13 +32,13 @@ from intercom_sidecar.config_values import (
     boolean,
     grpc_address,
     host_port,
-    is_loopback,
     is_loopback_host,
     non_empty,
     not_negative,
     one_of,
     path_or_none,
     positive,
+    split_listen,
 )
 from intercom_sidecar.errors import ConfigError
 
@@ -364,8 +364,7 @@ def _refuse_plain_text_beyond_loopback(server: ServerConfig) -> None:
 def _is_local_address(listen: str) -> bool:
     if listen.startswith("unix:"):
         return True
-    host = listen.rpartition(":")[0]
-    return is_loopback(host.removeprefix("[").removesuffix("]"))
+    return is_loopback_host(split_listen(listen)[0])
 
 
 _SEGMENT_LISTEN = "INTERCOM_SIDECAR_SEGMENT_LISTEN"
@@ -395,8 +394,7 @@ def _read_segment(env: Mapping[str, str]) -> SegmentConfig:
     else:
         raw = [key.strip() for key in env.get(_SEGMENT_KEYS, "").split(",") if key.strip()]
         keys = tuple(checked_secret(_SEGMENT_KEYS, key) for key in raw)
-    host = listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
-    if listen and not keys and not is_loopback(host):
+    if listen and not keys and not is_loopback_host(split_listen(listen)[0]):
         raise ConfigError(
             _SEGMENT_LISTEN,
             f"{listen!r} is not a loopback address: set {_SEGMENT_KEYS_FILE} (or {_SEGMENT_KEYS}) so that callers "
@@ -407,8 +405,8 @@ def _read_segment(env: Mapping[str, str]) -> SegmentConfig:
 
 def _check_admin_listen(server: ServerConfig) -> None:
     """The event view shows user ids and replays dead letters: it stays on loopback unless explicitly allowed."""
-    host = server.admin_listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
-    if server.admin_listen and not server.insecure_listen and not is_loopback(host):
+    admin = server.admin_listen
+    if admin and not server.insecure_listen and not is_loopback_host(split_listen(admin)[0]):
         raise ConfigError(
             "INTERCOM_SIDECAR_ADMIN_LISTEN",
             f"must be a loopback address (it shows user ids and can replay dead letters), got {server.admin_listen!r};"
@@ -422,7 +420,7 @@ def _read_base_url(env: Mapping[str, str]) -> str:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError("INTERCOM_API_URL", f"must be an http(s) URL, got {url!r}")
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
             raise ConfigError("INTERCOM_API_URL", "plain http is only allowed for loopback addresses; use https")
         return url.rstrip("/")
     region = env.get("INTERCOM_REGION", "us").strip().lower() or "us"

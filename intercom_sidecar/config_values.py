@@ -19,13 +19,13 @@ __all__ = [
     "boolean",
     "grpc_address",
     "host_port",
-    "is_loopback",
     "is_loopback_host",
     "non_empty",
     "not_negative",
     "one_of",
     "path_or_none",
     "positive",
+    "split_listen",
 ]
 
 _T = TypeVar("_T")
@@ -37,11 +37,7 @@ def path_or_none(env: Mapping[str, str], key: str) -> Path | None:
 
 
 def is_loopback_host(host: str) -> bool:
-    """`localhost` or a loopback IP address (127.0.0.0/8, ::1): where plain http may go (tests, the fake)."""
-    return is_loopback(host)
-
-
-def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback IP address (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
@@ -137,6 +133,12 @@ def grpc_address(value: str) -> str | None:
         path = value.removeprefix("unix:").removeprefix("//")
         return None if path and "\0" not in path else "must be unix:PATH with a path, e.g. unix:/run/sidecar/grpc.sock"
     return host_port(value) and "must be HOST:PORT or unix:PATH, e.g. 127.0.0.1:50051"
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """`HOST:PORT` (as `host_port` accepts it) as (host without IPv6 brackets, port)."""
+    host, _, port = listen.rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 def host_port(value: str) -> str | None:

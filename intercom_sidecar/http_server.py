@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,8 @@ from http import HTTPStatus
 from typing import Final
 
 import h11
+
+from intercom_sidecar.config_values import is_loopback_host
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT_SECONDS",
@@ -74,16 +75,6 @@ ErrorBody = Callable[[int, str], tuple[str, bytes]]
 
 def json_error_body(status: int, message: str) -> tuple[str, bytes]:
     return "application/json", json.dumps({"error": message}).encode()
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback IP literals (``127.0.0.0/8``, ``::1``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _reason(status: int) -> str:

@@ -28,11 +28,12 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from intercom_sidecar.config import ServerConfig
+from intercom_sidecar.config_values import is_loopback_host, split_listen
 from intercom_sidecar.delivery.pipeline import Pipeline
 from intercom_sidecar.delivery.ratelimit import RateLimiter
 from intercom_sidecar.delivery.spool import DeadLetter, DeadLetterFilter, Spool, SpooledEvent
 from intercom_sidecar.delivery.spooler import Spooler
-from intercom_sidecar.http_server import Handler, Request, Response, is_loopback_host
+from intercom_sidecar.http_server import Handler, Request, Response
 from intercom_sidecar.server.admin_http import AdminServer
 from intercom_sidecar.telemetry.metrics import Metrics
 from intercom_sidecar.telemetry.recent import RecentEvents
@@ -78,14 +79,14 @@ def event_view_server(sources: ViewSources, metrics: Handler, server: ServerConf
     """The admin address: the event view, its API and `/metrics` (`metrics`). Not started yet."""
     admin = AdminServer(allow_non_loopback=server.insecure_listen)
     admin.route("/metrics", metrics)
-    install_event_view(admin, sources, server.admin_listen.rpartition(":")[0])
+    install_event_view(admin, sources, split_listen(server.admin_listen)[0])
     return admin
 
 
 def install_event_view(server: AdminServer, sources: ViewSources, listen_host: str) -> None:
     """Add the page and its API to `server`. `listen_host` is also accepted as a `Host` (an insecure listen)."""
     view = _EventView(sources)
-    allowed = {listen_host.removeprefix("[").removesuffix("]").lower()}
+    allowed = {listen_host.lower()}
     for path, (name, content_type) in _STATIC.items():
         server.route(path, _guarded(allowed, _static(name, content_type)))
     server.route("/api/events", _guarded(allowed, view.events))

@@ -50,7 +50,7 @@ class AdminServer:
 
     async def start(self, host: str, port: int) -> int:
         """Listen on `host:port` (port 0 picks a free one); the bound port."""
-        _, bound = await self._http.start(host.removeprefix("[").removesuffix("]"), port)
+        _, bound = await self._http.start(host, port)
         return bound
 
     async def stop(self) -> None:

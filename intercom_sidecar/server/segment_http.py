@@ -35,6 +35,7 @@ from typing import Any, Final
 from opentelemetry.context import Context
 
 from intercom_sidecar.config import SegmentConfig
+from intercom_sidecar.config_values import split_listen
 from intercom_sidecar.errors import ConfigError, InvalidEventError
 from intercom_sidecar.http_server import HttpServer, Request, Response
 from intercom_sidecar.intake import Intake
@@ -114,9 +115,8 @@ class SegmentHttpServer:
 
     async def start(self) -> int:
         """Listen on the configured `HOST:PORT` (port 0 picks one); the bound port. ConfigError if it cannot."""
-        host, _, port = self._config.listen.rpartition(":")
         try:
-            _, bound = await self._http.start(host.removeprefix("[").removesuffix("]"), int(port))
+            _, bound = await self._http.start(*split_listen(self._config.listen))
         except (OSError, ValueError) as error:
             problem = getattr(error, "strerror", None) or str(error)
             raise ConfigError("INTERCOM_SIDECAR_SEGMENT_LISTEN", f"cannot listen: {problem}") from None
