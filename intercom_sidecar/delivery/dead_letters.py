@@ -222,27 +222,17 @@ def purge(conn: sqlite3.Connection, where: DeadLetterFilter, limit: int = -1) ->
 
 
 def _where(where: DeadLetterFilter) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if where.since is not None:
-        clauses.append("dead_at >= ?")
-        params.append(where.since)
-    if where.until is not None:
-        clauses.append("dead_at < ?")
-        params.append(where.until)
-    if where.reason is not None:
-        clauses.append("instr(lower(reason), lower(?)) > 0")
-        params.append(where.reason)
-    if where.user_key is not None:
-        clauses.append("user_key = ?")
-        params.append(where.user_key)
-    if where.message_id is not None:
-        clauses.append("message_id = ?")
-        params.append(where.message_id)
-    if where.after_seq is not None:
-        clauses.append("seq > ?")
-        params.append(where.after_seq)
-    return " AND ".join(clauses) or "1", params
+    """The SQL condition of `where` (every field given must match), and its parameters."""
+    conditions = (
+        (where.since, "dead_at >= ?"),
+        (where.until, "dead_at < ?"),
+        (where.reason, "instr(lower(reason), lower(?)) > 0"),
+        (where.user_key, "user_key = ?"),
+        (where.message_id, "message_id = ?"),
+        (where.after_seq, "seq > ?"),
+    )
+    given = [(value, clause) for value, clause in conditions if value is not None]
+    return " AND ".join(clause for _, clause in given) or "1", [value for value, _ in given]
 
 
 def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
