@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
-from intercom_sidecar.cli.segment_json import SegmentJsonError, event_from_segment_json
 from intercom_sidecar.model import strict_json
+from intercom_sidecar.model.segment_json import SegmentJsonError, event_from_segment_json
 
 __all__ = ["read_events"]
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
-from intercom_sidecar.cli.segment_json import SegmentJsonError, event_from_segment_json
 from intercom_sidecar.errors import InvalidEventError
 from intercom_sidecar.model import strict_json
+from intercom_sidecar.model.segment_json import SegmentJsonError, event_from_segment_json
 
 __all__ = [
     "BATCH_ROUTES",

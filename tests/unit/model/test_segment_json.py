@@ -10,9 +10,9 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2
 from intercom_sidecar.cli.event_input import read_events
-from intercom_sidecar.cli.segment_json import SegmentJsonError, event_from_segment_json
 from intercom_sidecar.model.events import Alias, Group, Identify, Page, Screen, Track
 from intercom_sidecar.model.from_proto import DecodeLimits, event_from_proto
+from intercom_sidecar.model.segment_json import SegmentJsonError, event_from_segment_json
 from intercom_sidecar.model.strict_json import StrictJsonError, loads
 
 JAN_2024 = 1_704_067_200
