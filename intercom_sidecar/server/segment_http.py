@@ -40,7 +40,6 @@ from intercom_sidecar.errors import ConfigError, InvalidEventError
 from intercom_sidecar.http_server import HttpServer, Request, Response
 from intercom_sidecar.intake import Intake
 from intercom_sidecar.model.acks import AckInfo, AckStatus
-from intercom_sidecar.model.events import Event
 from intercom_sidecar.model.from_proto import DecodeLimits
 from intercom_sidecar.server.segment_body import (
     BATCH_ROUTES,
@@ -50,7 +49,7 @@ from intercom_sidecar.server.segment_body import (
     Item,
     parse_request,
 )
-from intercom_sidecar.server.servicer import submit_event
+from intercom_sidecar.server.submit import submit_event, submit_unreadable
 from intercom_sidecar.telemetry.spans import context_from_carrier
 
 __all__ = ["SegmentHttpServer", "WriteKeys", "answer"]
@@ -181,15 +180,7 @@ class SegmentHttpServer:
         if item.message is not None:
             return submit_event(self._intake, item.message, self._limits, wait=False, parent=parent)
         problem = item.problem or InvalidEventError("event", "could not be read")
-
-        def decode(now: float) -> Event:
-            raise problem
-
-        def payload(traceparent: str) -> bytes:  # never called: decode raised
-            raise AssertionError("an invalid event has no payload")
-
-        # Through the intake all the same, so the event is counted and has its span like any invalid event.
-        return self._intake.submit(item.message_id, decode, payload, wait=False, parent=parent)
+        return submit_unreadable(self._intake, item.message_id, problem, parent=parent)
 
 
 def answer(labels: Sequence[str], acks: Sequence[AckInfo]) -> Response:

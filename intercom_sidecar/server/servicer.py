@@ -14,7 +14,7 @@ before any event is looked at: nothing is taken, so the caller can split the bat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 from opentelemetry.context import Context
@@ -25,13 +25,13 @@ from intercom_sidecar.errors import InvalidEventError
 from intercom_sidecar.intake import Intake
 from intercom_sidecar.mapping.verification import user_hash
 from intercom_sidecar.model.acks import AckInfo
-from intercom_sidecar.model.events import Event
-from intercom_sidecar.model.from_proto import DecodeLimits, event_from_proto, parse_limited
+from intercom_sidecar.model.from_proto import DecodeLimits, parse_limited
 from intercom_sidecar.model.wire import TooManyEventsError, WireError, peek_message_id, split_send_request
 from intercom_sidecar.server.acks import ack_to_proto
+from intercom_sidecar.server.submit import submit_event, submit_unreadable
 from intercom_sidecar.telemetry.spans import context_from_carrier
 
-__all__ = ["ACK_MODE_KEY", "EventServicer", "add_event_service", "submit_event"]
+__all__ = ["ACK_MODE_KEY", "EventServicer", "add_event_service"]
 
 ACK_MODE_KEY = "x-ack-mode"
 _ACK_MODES = {"accepted": False, "delivered": True}
@@ -160,27 +160,8 @@ class EventServicer:
         try:
             message = parse_limited(raw, self._limits)
         except InvalidEventError as error:
-            return self._intake.submit(peek_message_id(raw), _raiser(error), _no_payload, wait=wait, parent=parent)
+            return submit_unreadable(self._intake, peek_message_id(raw), error, parent=parent)
         return submit_event(self._intake, message, self._limits, wait=wait, parent=parent)
-
-
-def submit_event(
-    intake: Intake, message: event_pb2.Event, limits: DecodeLimits, *, wait: bool, parent: Context | None
-) -> AckInfo | asyncio.Future[AckInfo]:
-    """Hand one protobuf event to `intake` (gRPC and the Segment HTTP API both come through here): validated by
-    `event_from_proto`, spooled as serialized protobuf with its event span's `traceparent`."""
-
-    def decode(now: float) -> Event:
-        return event_from_proto(message, now=now, limits=limits)
-
-    def payload(traceparent: str) -> bytes:
-        message.trace_context.clear()
-        message.trace_context["traceparent"] = traceparent
-        return message.SerializeToString()
-
-    if message.trace_context:
-        parent = context_from_carrier(message.trace_context) or parent
-    return intake.submit(message.message_id, decode, payload, wait=wait, parent=parent)
 
 
 async def _call_options(context: grpc.aio.ServicerContext[object, object]) -> tuple[bool, Context | None]:
@@ -191,16 +172,3 @@ async def _call_options(context: grpc.aio.ServicerContext[object, object]) -> tu
             grpc.StatusCode.INVALID_ARGUMENT, f"{ACK_MODE_KEY} must be 'accepted' or 'delivered', got {mode!r}"
         )
     return _ACK_MODES[mode], context_from_carrier(metadata)
-
-
-def _raiser(error: InvalidEventError) -> Callable[[float], Event]:
-    """A `decode` for an event that could not even be parsed: it fails with the parse problem."""
-
-    def decode(now: float) -> Event:
-        raise error
-
-    return decode
-
-
-def _no_payload(traceparent: str) -> bytes:
-    raise AssertionError("an event that failed to decode is never spooled")
