@@ -36,7 +36,7 @@ from intercom_sidecar.intercom.sender import IntercomSender
 from intercom_sidecar.intercom.token_watch import watch_token
 from intercom_sidecar.mapping import Skip, map_event
 from intercom_sidecar.mapping.plan import Plan
-from intercom_sidecar.model.from_proto import DecodeLimits, event_from_bytes
+from intercom_sidecar.model.from_proto import event_from_bytes
 from intercom_sidecar.server.admin_http import AdminServer
 from intercom_sidecar.server.auth import auth_interceptors
 from intercom_sidecar.server.grpc_servers import (
@@ -107,7 +107,7 @@ class App:
         self._watching: asyncio.Task[None] | None = None
         self._prefetching: asyncio.Task[None] | None = None
         self._token_check_seconds = token_check_seconds
-        self._limits = DecodeLimits.of(config.limits)
+        self._limits = config.limits
         self.spool: Spool | None = None
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
@@ -203,12 +203,7 @@ class App:
             recent=self.recent,
         )
 
-        self._servicer = EventServicer(
-            intake,
-            self._limits,
-            identity_secret=config.mapping.identity_secret,
-            max_events_per_send=config.limits.max_events_per_send,
-        )
+        self._servicer = EventServicer(intake, self._limits, identity_secret=config.mapping.identity_secret)
         self._server = server = api_server(
             self._servicer,
             self._health,

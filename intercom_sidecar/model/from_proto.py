@@ -33,32 +33,9 @@ _NANOS_PER_SECOND = 1_000_000_000
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
-_DEFAULTS = LimitsConfig()
-
-
-@dataclass(frozen=True, slots=True)
-class DecodeLimits:
-    """What one event may hold; each limit is an INTERCOM_SIDECAR_* setting (`LimitsConfig`), named in the
-    INVALID reason of an event that crosses it."""
-
-    max_event_bytes: int = _DEFAULTS.max_event_bytes
-    max_future_seconds: float = _DEFAULTS.max_future_seconds
-    max_past_seconds: float = _DEFAULTS.max_past_seconds
-    """0: no limit."""
-    max_depth: int = _DEFAULTS.max_depth
-    max_keys: int = _DEFAULTS.max_keys
-    max_string_chars: int = _DEFAULTS.max_string_chars
-
-    @classmethod
-    def of(cls, config: LimitsConfig) -> DecodeLimits:
-        return cls(
-            max_event_bytes=config.max_event_bytes,
-            max_future_seconds=config.max_future_seconds,
-            max_past_seconds=config.max_past_seconds,
-            max_depth=config.max_depth,
-            max_keys=config.max_keys,
-            max_string_chars=config.max_string_chars,
-        )
+DecodeLimits = LimitsConfig
+"""What one event may hold: the input limits of the configuration, each an INTERCOM_SIDECAR_* setting named in the
+INVALID reason of an event that crosses it."""
 
 
 def parse_limited(payload: bytes, limits: DecodeLimits) -> event_pb2.Event:

@@ -66,10 +66,9 @@ class EventServicer:
         limits: DecodeLimits,
         *,
         identity_secret: Secret | None = None,
-        max_events_per_send: int = 1000,
     ) -> None:
         self._intake = intake
-        self._max_events_per_send = max_events_per_send
+        self._max_events_per_send = limits.max_events_per_send
         self._identity_secret = identity_secret
         self._limits = limits
         self._readers: set[asyncio.Task[None]] = set()
