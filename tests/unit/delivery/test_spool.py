@@ -230,6 +230,9 @@ async def _bury(spool: Spool, clock: FakeClock) -> None:
         (DeadLetterFilter(user_key="u2", reason="not found"), [5]),
         (DeadLetterFilter(message_id="m4"), [4]),
         (DeadLetterFilter(message_id="nope"), []),
+        (DeadLetterFilter(message_ids=("m2", "m5", "nope")), [2, 5]),
+        (DeadLetterFilter(after_seq=3), [4, 5]),
+        (DeadLetterFilter(after_seq=1, user_key="u2"), [2, 4, 5]),
     ],
 )
 async def test_dead_letters_are_listed_by_filter(
