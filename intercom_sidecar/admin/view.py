@@ -169,11 +169,9 @@ class _EventView:
         return _json(200, {"replayed": replayed})
 
     async def _replay_ids(self, message_ids: Sequence[str]) -> int:
-        seqs: list[int] = []
-        for message_id in message_ids:
-            letters = await self._sources.spool.list_dead_letters(DeadLetterFilter(message_id=message_id))
-            seqs.extend(letter.seq for letter in letters)
-        return await self._replay(seqs)
+        where = DeadLetterFilter(message_ids=tuple(message_ids))  # one query, not one per id
+        letters = await self._sources.spool.list_dead_letters(where, limit=_REPLAY_CHUNK * len(message_ids))
+        return await self._replay([letter.seq for letter in letters])
 
     async def _replay_all(self) -> int:
         # Only what was dead before the request (a replayed event that fails again is not replayed in a loop), page

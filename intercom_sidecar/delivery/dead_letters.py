@@ -231,8 +231,12 @@ def _where(where: DeadLetterFilter) -> tuple[str, list[Any]]:
         (where.message_id, "message_id = ?"),
         (where.after_seq, "seq > ?"),
     )
-    given = [(value, clause) for value, clause in conditions if value is not None]
-    return " AND ".join(clause for _, clause in given) or "1", [value for value, _ in given]
+    given: list[tuple[Any, str]] = [(value, clause) for value, clause in conditions if value is not None]
+    clauses, params = [clause for _, clause in given], [value for value, _ in given]
+    if where.message_ids is not None:
+        clauses.append(f"message_id IN ({','.join('?' * len(where.message_ids))})")
+        params.extend(where.message_ids)
+    return " AND ".join(clauses) or "1", params
 
 
 def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:

@@ -132,10 +132,13 @@ class DeadLetterFilter:
     message_id: str | None = None
     after_seq: int | None = None
     """Only dead letters with a larger seq: a cursor for reading them page by page."""
+    message_ids: tuple[str, ...] | None = None
+    """Any of these message ids."""
 
     def matches(self, letter: DeadLetter) -> bool:
         return (
             (self.after_seq is None or letter.seq > self.after_seq)
+            and (self.message_ids is None or letter.message_id in self.message_ids)
             and (self.since is None or letter.dead_at >= self.since)
             and (self.until is None or letter.dead_at < self.until)
             and (self.reason is None or _ascii_lower(self.reason) in _ascii_lower(letter.reason))
