@@ -29,8 +29,14 @@ Settle = Callable[[Any], None]
 """Bookkeeping run on the event loop once the group is settled: gets the result, or None if the group failed."""
 
 
+_POST_RETRIES = 3
+"""How often a posted change (nobody waits for it) is tried again after its group failed for another reason."""
+_RETRY_PAUSE_SECONDS = 0.1
+"""The writer's pause before the group that retries them (doubling each time): a full disk is given a moment."""
+
+
 class Op:
-    __slots__ = ("apply", "future", "settle")
+    __slots__ = ("apply", "future", "retries", "settle")
 
     def __init__(
         self, apply: Apply | None, settle: Settle | None = None, future: asyncio.Future[Any] | None = None
@@ -38,6 +44,7 @@ class Op:
         self.apply = apply  # None: stop after this group
         self.settle = settle
         self.future = future
+        self.retries = 0
 
 
 class Writer:
@@ -91,16 +98,21 @@ class Writer:
         while True:
             group = self._gather(expected)
             expected = max(1, sum(1 for op in group if op.future is not None))
-            results, error = self._commit(conn, group)
+            results, error, culprit = self._commit(conn, group)
             stopping = group[-1].apply is None
+            retried = [] if error is None or stopping else _retry_posted(group, culprit)
             if stopping:
                 _close(conn)
             try:
-                self._loop.call_soon_threadsafe(_settle, group, results, error)
+                self._loop.call_soon_threadsafe(_settle, [op for op in group if op not in retried], results, error)
             except RuntimeError:  # the event loop is closed: nobody is waiting any more
                 pass
             if stopping:
                 return
+            if retried:
+                time.sleep(_RETRY_PAUSE_SECONDS * 2 ** (max(op.retries for op in retried) - 1))
+                for op in retried:
+                    self._inbox.put(op)
 
     def _gather(self, expected: int) -> list[Op]:
         """Everything queued; lingers (up to `linger`) while fewer callers wait than in the previous group."""
@@ -118,23 +130,44 @@ class Writer:
             _drain(self._inbox, group)
         return group
 
-    def _commit(self, conn: sqlite3.Connection, group: list[Op]) -> tuple[list[Any] | None, str | None]:
+    def _commit(self, conn: sqlite3.Connection, group: list[Op]) -> tuple[list[Any] | None, str | None, Op | None]:
+        """(each op's result, None, None) once committed; else (None, why, the op that raised or None when the
+        commit itself failed)."""
         now = self._clock()
+        culprit: Op | None = None
         try:
             conn.execute("BEGIN IMMEDIATE")
-            results = [None if op.apply is None else op.apply(conn, now) for op in group]
+            results = []
+            for op in group:
+                culprit = op
+                results.append(None if op.apply is None else op.apply(conn, now))
+            culprit = None
             conn.execute("COMMIT")
         except Exception as error:  # disk full, I/O error, or a bug: the whole group is undone
             _rollback(conn)
             if not self._failing:
                 _log.exception("Could not write to the spool in `%s`; appends are refused until it works.", self._name)
                 self._failing = True
-            return None, f"could not write to the spool in `{self._name}`: {error}"
+            return None, f"could not write to the spool in `{self._name}`: {error}", culprit
         if self._failing:
             _log.info("Writing to the spool in `%s` works again.", self._name)
             self._failing = False
         self.commits += 1
-        return results, None
+        return results, None, None
+
+
+def _retry_posted(group: list[Op], culprit: Op | None) -> list[Op]:
+    """The posted changes (`complete`, `dead_letter`, ...) a failed group undid, to be tried again: they record what
+    already happened, so dropping them would deliver events twice after a restart. Not the change that failed
+    (it would fail again), and each only a few times (a disk that stays full)."""
+    retried = []
+    for op in group:
+        if op.future is None and op.apply is not None and op is not culprit and op.retries < _POST_RETRIES:
+            op.retries += 1
+            retried.append(op)
+        elif op.future is None and op.apply is not None and op is not culprit:
+            _log.error("Gave up on a spool change after %d failed groups; it is undone.", op.retries + 1)
+    return retried
 
 
 def _drain(inbox: queue.SimpleQueue[Op], group: list[Op]) -> None:
