@@ -3,6 +3,10 @@
 The event loop puts each operation on a thread-safe queue and carries on; the writer takes everything queued,
 applies it in ONE transaction and commits (synchronous=FULL: the commit fsyncs the WAL), then settles each caller's
 future on the event loop with `loop.call_soon_threadsafe`. See `spool_sqlite` for what this guarantees.
+
+A group that fails (a full disk, an I/O error, a change that raises) is undone whole: each caller waiting on it gets
+SpoolError; the changes nobody waits for (`post`) are queued again, a few times with a pause, all but the one that
+raised, since they record what already happened (an event delivered, dead-lettered).
 """
 
 from __future__ import annotations
