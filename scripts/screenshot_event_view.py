@@ -21,12 +21,13 @@ from google.protobuf import struct_pb2
 from playwright.async_api import async_playwright
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2, service_pb2_grpc
-from intercom_sidecar.admin.chromium import CHROMIUM_ARGS, chromium_path
 from intercom_sidecar.app import App
 from intercom_sidecar.config import Config, IntercomConfig, RetryConfig, Secret, ServerConfig, SpoolConfig
 from intercom_sidecar.fake import FakeIntercom
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the browser settings live with the browser test: tests/browser.py
+from tests.browser import CHROMIUM_ARGS, chromium_path  # noqa: E402
 
 
 def _traits(**values: object) -> struct_pb2.Struct:

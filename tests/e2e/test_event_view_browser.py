@@ -15,9 +15,9 @@ import pytest
 from playwright.async_api import BrowserContext, async_playwright, expect
 
 from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_pb2
-from intercom_sidecar.admin.chromium import CHROMIUM_ARGS, chromium_path
 from intercom_sidecar.config import ServerConfig
 from intercom_sidecar.fake import FakeIntercom
+from tests.browser import CHROMIUM_ARGS, chromium_path
 from tests.e2e.conftest import SidecarFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]

@@ -1,4 +1,5 @@
-"""How the event view's browser test and screenshot script start Debian's headless Chromium (never a downloaded one).
+"""How the event view's browser test (and `scripts/screenshot_event_view.py`) start Debian's headless Chromium,
+never a downloaded one.
 
 This machine has no outside network: without these flags Chromium tries to reach Google (updates, sync, field
 trials, QUIC) at every start.
