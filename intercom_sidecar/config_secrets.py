@@ -5,6 +5,7 @@ variable and never quote the value."""
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,6 +16,7 @@ __all__ = [
     "checked_secret",
     "dead_letter_key",
     "dead_letter_key_bytes",
+    "file_stamp",
     "read_auth_token",
     "read_auth_token_file",
     "read_dead_letter_key",
@@ -124,6 +126,16 @@ def checked_secret(key: str, value: str) -> Secret:
     if not all("\x21" <= char <= "\x7e" for char in value):
         raise ConfigError(key, "contains spaces, control or non-ASCII characters (is there a second line?)")
     return Secret(value)
+
+
+def file_stamp(path: Path) -> tuple[int, int, int, int] | None:
+    """What tells a secret file's content changed, cheaply: (device, inode, size, modification time); None when the
+    file cannot be looked at. A Kubernetes Secret volume swaps files atomically, which changes the inode."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
 
 
 def read_token_file(path: Path) -> Secret:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 
 from intercom_sidecar.config import IntercomConfig, read_token_file
+from intercom_sidecar.config_secrets import file_stamp
 from intercom_sidecar.errors import ConfigError, RetryableError
 from intercom_sidecar.intercom.client import IntercomClient
 from intercom_sidecar.telemetry.logs import register_secret
@@ -38,9 +39,11 @@ async def watch_token(
     current = config.token
     loop = asyncio.get_running_loop()
     last_probe = loop.time()
+    stamp = None if config.token_file is None else file_stamp(config.token_file)
     while True:
         await asyncio.sleep(check_seconds)
-        if config.token_file is not None:
+        if config.token_file is not None and (new_stamp := file_stamp(config.token_file)) != stamp:
+            stamp = new_stamp  # read again only when the file changed (and a broken one is reported once)
             try:
                 token = read_token_file(config.token_file)
             except ConfigError as error:

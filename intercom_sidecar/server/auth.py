@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import grpc
 
 from intercom_sidecar.config import Secret, ServerConfig, read_auth_token_file
+from intercom_sidecar.config_secrets import file_stamp
 from intercom_sidecar.errors import ConfigError
 from intercom_sidecar.telemetry.logs import register_secret
 
@@ -45,7 +45,7 @@ class TokenSource:
         self._token = token
         self._expected = token.reveal().encode()
         self._path = path
-        self._stat = _stat(path) if path is not None else None
+        self._stat = file_stamp(path) if path is not None else None
         self._reported: object = None
 
     def expected(self) -> bytes:
@@ -54,7 +54,7 @@ class TokenSource:
         return self._expected
 
     def _refresh(self, path: Path) -> None:
-        stat = _stat(path)
+        stat = file_stamp(path)
         if stat == self._stat:
             return
         self._stat = stat
@@ -139,11 +139,3 @@ def _refusal(handler: grpc.RpcMethodHandler, problem: str) -> grpc.RpcMethodHand
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
-
-
-def _stat(path: Path) -> tuple[int, int, int, int] | None:
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
