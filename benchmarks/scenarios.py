@@ -26,7 +26,7 @@ from benchmarks.ceiling import run_ceiling
 from benchmarks.client import run_client
 from benchmarks.hosts import run_fake, run_sidecar
 from benchmarks.processes import Child
-from benchmarks.transport import H11, HTTPCORE_ONE_POOL, HTTPCORE_SPLIT, TRANSPORT_LABELS, run_transport_client
+from benchmarks.transport import CLIENT, H11, HTTPCORE_ONE_POOL, HTTPCORE_SPLIT, TRANSPORT_LABELS, run_transport_client
 
 __all__ = [
     "BACKLOG",
@@ -404,7 +404,7 @@ def scenarios(settings: Settings) -> list[Scenario]:
             "transport",
             f"HTTP client alone: {s.transport_calls:,} POST /events, {s.transport_concurrency} in flight, fake "
             f"Intercom answering after {s.transport_latency_seconds * 1e3:g} ms",
-            (HTTPCORE_ONE_POOL, HTTPCORE_SPLIT, H11),
+            (HTTPCORE_ONE_POOL, HTTPCORE_SPLIT, H11, CLIENT),
             transport_run,
             (
                 ("client_cpu_ms_per_call", "client CPU ms/call", ".3f"),

@@ -1,5 +1,7 @@
 """CPU per Intercom call of the HTTP client alone: httpx over httpcore (as one pool, and split into pools of 4 as
-IntercomClient did) next to httpx over `H11Transport`, at a fixed number of requests in flight.
+IntercomClient once did), httpx over `H11Transport`, and `IntercomClient` as the sidecar uses it (its own h11
+requests straight to `H11Transport`, JSON encoding and a span per call included), at a fixed number of requests in
+flight.
 
 Each run is a fresh process that opens its connections (one warm-up round), then sends `calls` POST /events
 (about 540 bytes of JSON, Intercom's headers) from `concurrency` tasks, each waiting for its answer before the
@@ -10,6 +12,7 @@ measured calls only: the client's whole cost (httpx, the transport, asyncio), an
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import time
@@ -21,17 +24,21 @@ import httpx
 
 from benchmarks.events import user_id
 from benchmarks.processes import Commands, quiet_logging, serve_commands
+from intercom_sidecar.config import load_config
+from intercom_sidecar.intercom.client import IntercomClient
 from intercom_sidecar.intercom.transport import H11Transport
 
-__all__ = ["H11", "HTTPCORE_ONE_POOL", "HTTPCORE_SPLIT", "TRANSPORT_LABELS", "run_transport_client"]
+__all__ = ["CLIENT", "H11", "HTTPCORE_ONE_POOL", "HTTPCORE_SPLIT", "TRANSPORT_LABELS", "run_transport_client"]
 
 HTTPCORE_ONE_POOL = "httpcore"
 HTTPCORE_SPLIT = "httpcore-split"
 H11 = "h11"
+CLIENT = "client"
 TRANSPORT_LABELS = {
-    HTTPCORE_ONE_POOL: "httpcore, 1 pool",
-    HTTPCORE_SPLIT: "httpcore, pools of 4 (before)",
-    H11: "H11Transport, 1 pool (now)",
+    HTTPCORE_ONE_POOL: "httpx + httpcore, 1 pool",
+    HTTPCORE_SPLIT: "httpx + httpcore, pools of 4",
+    H11: "httpx + H11Transport",
+    CLIENT: "IntercomClient (now)",
 }
 _POOL_OF = 4
 
@@ -63,15 +70,26 @@ def _body(number: int, users: int) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
 
+def _intercom_client(url: str, token: str, connections: int) -> IntercomClient:
+    config = load_config({"INTERCOM_ACCESS_TOKEN": token, "INTERCOM_API_URL": url}).intercom
+    return IntercomClient(dataclasses.replace(config, max_connections=connections))
+
+
 async def _measure(kind: str, url: str, token: str, concurrency: int, calls: int, users: int) -> dict[str, Any]:
-    clients = _clients(kind, url, token, concurrency)
+    clients = [] if kind == CLIENT else _clients(kind, url, token, concurrency)
+    intercom = _intercom_client(url, token, concurrency) if kind == CLIENT else None
     turns = itertools.cycle(clients)
     numbers = itertools.count()
     bodies = [_body(number, users) for number in range(calls + concurrency)]
+    documents = [json.loads(body) for body in bodies] if intercom is not None else []
     statuses: Counter[str] = Counter()
     headers = {"Content-Type": "application/json"}
 
     async def call() -> None:
+        if intercom is not None:  # the document is encoded in the call, as the sidecar's sender has it
+            answer = await intercom.request("POST", "/events", endpoint="POST /events", body=documents[next(numbers)])
+            statuses[str(answer.status)] += 1
+            return
         response = await next(turns).post("/events", content=bodies[next(numbers)], headers=headers)
         statuses[str(response.status_code)] += 1
 
@@ -88,6 +106,8 @@ async def _measure(kind: str, url: str, token: str, concurrency: int, calls: int
     finally:
         for client in clients:
             await client.aclose()
+        if intercom is not None:
+            await intercom.aclose()
     return {
         "calls": calls,
         "seconds": seconds,

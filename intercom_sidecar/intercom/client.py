@@ -1,7 +1,9 @@
-"""`IntercomClient`: pooled httpx clients with Intercom's headers; transport failures mapped once.
+"""`IntercomClient`: pooled HTTP/1.1 connections with Intercom's headers; transport failures mapped once.
 
-Requests go through `H11Transport` (`transport.py`) unless a transport is injected (tests) or the environment
-names an HTTP(S) proxy, in which case httpx's own transport (httpcore) carries them and honours the proxy.
+Requests go straight to `H11Transport` (`transport.py`) as ready-made h11 requests: httpx's client layer (URL
+merging and parsing, header objects, cookies, response decoding) cost more CPU per call than the exchange itself.
+When a transport is injected (tests) or the environment names an HTTP(S) proxy, httpx clients carry them instead
+(httpx's own transport, httpcore, honours the proxy). Both ways fail with httpx's exceptions.
 
 Every request carries `Authorization: Bearer <token>`, `Intercom-Version` and `Accept: application/json`.
 Responses of any status come back as `IntercomResponse`, with Intercom's error envelope
@@ -15,11 +17,12 @@ import itertools
 import json
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode, urlsplit
 
+import h11
 import httpx
 from opentelemetry.trace import NoOpTracer, Span, SpanKind, Status, StatusCode, Tracer
 
@@ -28,7 +31,7 @@ from intercom_sidecar.config import IntercomConfig, Secret, is_loopback_host
 from intercom_sidecar.delivery.classify import error_for_status
 from intercom_sidecar.delivery.ratelimit import RateLimiter
 from intercom_sidecar.errors import ConfigError, PermanentError, RetryableError
-from intercom_sidecar.intercom.transport import H11Transport
+from intercom_sidecar.intercom.transport import H11Transport, Origin, Timeouts
 from intercom_sidecar.telemetry import spans
 from intercom_sidecar.telemetry.logs import redact
 from intercom_sidecar.telemetry.metrics import Metrics
@@ -114,9 +117,9 @@ def parse_error_envelope(body: bytes) -> tuple[str, str]:
 
 
 class IntercomClient:
-    """A thin, typed wrapper over httpx for Intercom's API. Close it with `aclose()` (or `async with`).
+    """A thin, typed client for Intercom's API. Close it with `aclose()` (or `async with`).
 
-    With a `transport` (tests), every pool sends through it. Refuses (ConfigError) a base URL that would send the
+    With a `transport` (tests), every request goes through it. Refuses (ConfigError) a base URL that would send the
     token in clear to another host: https, or plain http to a loopback address only. Redirects are not followed.
     """
 
@@ -136,32 +139,11 @@ class IntercomClient:
         self._tracer = tracer or NoOpTracer()
         _require_https(config.base_url)
         self._host = urlsplit(config.base_url).hostname or ""
-        # httpcore's pool bookkeeping costs CPU per request in proportion to its size (PERF-NOTES: 0.4 ms per
-        # call at 8 connections, 1.9 ms at 32), so with it the connections are split over several small pools
-        # used in turn rather than held in one large one. H11Transport's cost does not grow so: one pool.
-        # An injected transport (tests) or H11Transport serves every client alike: then splitting buys nothing.
-        pools = 1
-        if transport is None:
-            if proxy_configured(config.base_url):
-                pools = -(-config.max_connections // _CONNECTIONS_PER_POOL)
-            else:
-                transport = H11Transport(max_connections=config.max_connections)
-        self._pools = [
-            httpx.AsyncClient(
-                base_url=config.base_url,
-                headers={
-                    "Authorization": f"Bearer {config.token.reveal()}",
-                    "Intercom-Version": config.api_version,
-                    "Accept": "application/json",
-                    "User-Agent": f"intercom-sidecar/{__version__}",
-                },
-                timeout=httpx.Timeout(config.timeout_seconds),
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-                transport=transport,
-            )
-            for size in _split(config.max_connections, pools)
-        ]
-        self._next_pool = itertools.cycle(self._pools)
+        self._channel: _Channel
+        if transport is None and not proxy_configured(config.base_url):
+            self._channel = _DirectChannel(config, H11Transport(max_connections=config.max_connections))
+        else:
+            self._channel = _HttpxChannel(config, transport)
 
     async def request(
         self,
@@ -177,10 +159,8 @@ class IntercomClient:
         Waits for the rate limiter first; the call is an HTTP client span (a child of the current span).
         """
         content = None
-        headers = None
         if body is not None:
             content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-            headers = {"Content-Type": "application/json"}
         if self._limiter is not None:
             await self._limiter.acquire()
         with self._tracer.start_as_current_span(
@@ -194,10 +174,8 @@ class IntercomClient:
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
-            response = await self._send(method, path, endpoint, content, headers, params, span)
-        return IntercomResponse(
-            status=response.status_code, headers=response.headers, body=response.content, endpoint=endpoint
-        )
+            status, headers, answer = await self._send(method, path, endpoint, content, params, span)
+        return IntercomResponse(status=status, headers=headers, body=answer, endpoint=endpoint)
 
     async def _send(
         self,
@@ -205,16 +183,13 @@ class IntercomClient:
         path: str,
         endpoint: str,
         content: bytes | None,
-        headers: Mapping[str, str] | None,
         params: Mapping[str, str] | None,
         span: Span,
-    ) -> httpx.Response:
+    ) -> _Answer:
         failure: RetryableError | None = None
         started = time.perf_counter()
         try:
-            response = await next(self._next_pool).request(
-                method, path, content=content, headers=headers, params=params
-            )
+            answer = await self._channel.send(method, path, params, content)
         except httpx.TransportError as exc:
             failure = _transport_failure(exc, endpoint)
         elapsed = time.perf_counter() - started
@@ -229,23 +204,126 @@ class IntercomClient:
             # Raised outside the except block: the httpx exception (which holds the request and so the token)
             # is not kept as __context__.
             raise failure
-        self._metrics.intercom_call(endpoint, response.status_code, elapsed)
+        status, headers, _ = answer
+        self._metrics.intercom_call(endpoint, status, elapsed)
         if self._recent is not None:
-            self._recent.call(method, endpoint, response.status_code, elapsed, response.headers.get("x-request-id", ""))
+            self._recent.call(method, endpoint, status, elapsed, headers.get("x-request-id", ""))
         if self._limiter is not None:
-            self._limiter.observe(response.headers, response.status_code)
-        span.set_attribute(spans.ATTR_HTTP_STATUS, response.status_code)
-        if request_id := response.headers.get("x-request-id"):
+            self._limiter.observe(headers, status)
+        span.set_attribute(spans.ATTR_HTTP_STATUS, status)
+        if request_id := headers.get("x-request-id"):
             span.set_attribute(spans.ATTR_INTERCOM_REQUEST_ID, request_id)
-        if (remaining := response.headers.get("x-ratelimit-remaining")) is not None and remaining.isdigit():
+        if (remaining := headers.get("x-ratelimit-remaining")) is not None and remaining.isdigit():
             span.set_attribute(spans.ATTR_INTERCOM_RATELIMIT_REMAINING, int(remaining))
-        if response.status_code >= 400:
-            span.set_attribute(spans.ATTR_ERROR_TYPE, str(response.status_code))
+        if status >= 400:
+            span.set_attribute(spans.ATTR_ERROR_TYPE, str(status))
             span.set_status(Status(StatusCode.ERROR))
-        return response
+        return answer
 
     def set_token(self, token: Secret) -> None:
         """Use `token` from the next request on (a rotated token file)."""
+        self._channel.set_token(token)
+
+    async def aclose(self) -> None:
+        await self._channel.aclose()
+
+    async def __aenter__(self) -> IntercomClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+_Answer = tuple[int, Mapping[str, str], bytes]
+"""(status, headers by any-case name, body)."""
+
+
+class _Channel(Protocol):
+    """How requests reach Intercom: `send` raises httpx's `TransportError`s."""
+
+    async def send(
+        self, method: str, path: str, params: Mapping[str, str] | None, content: bytes | None
+    ) -> _Answer: ...
+
+    def set_token(self, token: Secret) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _fixed_headers(config: IntercomConfig) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {config.token.reveal()}",
+        "Intercom-Version": config.api_version,
+        "Accept": "application/json",
+        "User-Agent": f"intercom-sidecar/{__version__}",
+    }
+
+
+class _DirectChannel:
+    """h11 requests built here, sent through `H11Transport.exchange`."""
+
+    def __init__(self, config: IntercomConfig, transport: H11Transport) -> None:
+        parts = urlsplit(config.base_url)
+        scheme = parts.scheme.encode("ascii")
+        default_port = 443 if scheme == b"https" else 80
+        self._origin: Origin = (scheme, parts.hostname or "", parts.port or default_port)
+        self._prefix = parts.path.rstrip("/")
+        self._transport = transport
+        timeout = config.timeout_seconds
+        self._timeouts: Timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        self._host = parts.netloc.rpartition("@")[2].encode("idna")
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._config = config
+        self.set_token(config.token)
+
+    def set_token(self, token: Secret) -> None:
+        fixed = _fixed_headers(self._config) | {"Authorization": f"Bearer {token.reveal()}"}
+        self._headers = [(b"Host", self._host)] + [(name.encode(), value.encode()) for name, value in fixed.items()]
+
+    async def send(self, method: str, path: str, params: Mapping[str, str] | None, content: bytes | None) -> _Answer:
+        target = quote(self._prefix + path, safe="/")
+        if params:
+            target = f"{target}?{urlencode(params)}"
+        headers = self._headers
+        if content is not None:
+            headers = [*headers, (b"Content-Type", b"application/json"), (b"Content-Length", b"%d" % len(content))]
+        try:
+            request = h11.Request(method=method, target=target, headers=headers)
+        except h11.LocalProtocolError as exc:  # a header h11 refuses (a token with a line break, say)
+            raise httpx.LocalProtocolError(str(exc)) from None
+        answer = await self._transport.exchange(self._origin, request, content or b"", self._timeouts)
+        return answer.status, _ResponseHeaders(answer.headers), answer.body
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+class _HttpxChannel:
+    """httpx clients: an injected transport (tests), or httpcore when a proxy is configured."""
+
+    def __init__(self, config: IntercomConfig, transport: httpx.AsyncBaseTransport | None) -> None:
+        # httpcore's pool bookkeeping costs CPU per request in proportion to its size (PERF-NOTES: 0.4 ms per
+        # call at 8 connections, 1.9 ms at 32), so its connections are split over several small pools used in
+        # turn rather than held in one large one. An injected transport serves every client alike: one pool.
+        pools = 1 if transport is not None else -(-config.max_connections // _CONNECTIONS_PER_POOL)
+        self._pools = [
+            httpx.AsyncClient(
+                base_url=config.base_url,
+                headers=_fixed_headers(config),
+                timeout=httpx.Timeout(config.timeout_seconds),
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                transport=transport,
+            )
+            for size in _split(config.max_connections, pools)
+        ]
+        self._next_pool = itertools.cycle(self._pools)
+
+    async def send(self, method: str, path: str, params: Mapping[str, str] | None, content: bytes | None) -> _Answer:
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        response = await next(self._next_pool).request(method, path, content=content, headers=headers, params=params)
+        return response.status_code, response.headers, response.content
+
+    def set_token(self, token: Secret) -> None:
         for pool in self._pools:
             pool.headers["Authorization"] = f"Bearer {token.reveal()}"
 
@@ -253,11 +331,27 @@ class IntercomClient:
         for pool in self._pools:
             await pool.aclose()
 
-    async def __aenter__(self) -> IntercomClient:
-        return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+class _ResponseHeaders(Mapping[str, str]):
+    """Headers as h11 reads them (names lowercased), looked up by a name in any case; repeats joined by ", "."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        items: dict[str, str] = {}
+        for name, value in raw:
+            key, text = name.decode("latin-1"), value.decode("latin-1")
+            items[key] = f"{items[key]}, {text}" if key in items else text
+        self._items = items
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def _require_https(base_url: str) -> None:

@@ -29,15 +29,29 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from dataclasses import dataclass
 from typing import Any, Final
 
 import h11
 import httpx
 
-__all__ = ["H11Transport"]
+__all__ = ["H11Transport", "Origin", "RawResponse", "Timeouts"]
 
 _MAX_HEAD_BYTES: Final = 100 * 1024
-_Origin = tuple[bytes, str, int]
+Origin = tuple[bytes, str, int]
+"""(scheme, host, port): b"https", "api.intercom.io", 443."""
+Timeouts = dict[str, float | None]
+"""httpx's names: "connect", "read", "write", "pool"; a missing one waits for ever."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A whole answer, as h11 read it: header names are lowercase."""
+
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
 
 
 class _Connection(asyncio.Protocol):
@@ -160,7 +174,7 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
 class _Pool:
     """At most `max_connections` connections to one origin; requests wait their turn in FIFO order."""
 
-    def __init__(self, origin: _Origin, max_connections: int, ssl_context: ssl.SSLContext | None, expiry: float):
+    def __init__(self, origin: Origin, max_connections: int, ssl_context: ssl.SSLContext | None, expiry: float):
         self._scheme, self._host, self._port = origin
         self._ssl = ssl_context if self._scheme == b"https" else None
         self._expiry = expiry
@@ -168,7 +182,7 @@ class _Pool:
         self._idle: list[_Connection] = []
         self.closed = False
 
-    async def send(self, request: httpx.Request, body: bytes, timeouts: dict[str, float | None]) -> httpx.Response:
+    async def send(self, request: h11.Request, body: bytes, timeouts: Timeouts) -> RawResponse:
         await self._acquire(timeouts.get("pool"))
         try:
             conn = self._take_idle()
@@ -223,17 +237,13 @@ class _Pool:
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
         return conn
 
-    async def _exchange(
-        self, conn: _Connection, request: httpx.Request, body: bytes, timeouts: dict[str, float | None]
-    ) -> httpx.Response:
+    async def _exchange(self, conn: _Connection, request: h11.Request, body: bytes, timeouts: Timeouts) -> RawResponse:
         """Send the request and read the whole answer; keep the connection if both sides allow it, else close it."""
         read_timeout = timeouts.get("read")
         conn.received = 0
         try:
             try:
-                head = conn.h11.send(
-                    h11.Request(method=request.method, target=request.url.raw_path, headers=request.headers.raw)
-                )
+                head = conn.h11.send(request)
                 data = conn.h11.send(h11.Data(data=body)) if body else b""
                 tail = conn.h11.send(h11.EndOfMessage())
             except h11.LocalProtocolError as exc:
@@ -253,12 +263,7 @@ class _Pool:
             conn.close()
             raise
         self._release(conn)
-        return httpx.Response(
-            answer.status_code,
-            headers=answer.headers.raw_items(),
-            stream=httpx.ByteStream(b"".join(chunks)),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": answer.reason},
-        )
+        return RawResponse(answer.status_code, answer.reason, list(answer.headers), b"".join(chunks))
 
     def _release(self, conn: _Connection) -> None:
         if self.closed or conn.closed or conn.h11.our_state is not h11.DONE or conn.h11.their_state is not h11.DONE:
@@ -271,7 +276,9 @@ class _Pool:
 
 
 class H11Transport(httpx.AsyncBaseTransport):
-    """Sends httpx requests over pooled HTTP/1.1 connections, at most `max_connections` per origin.
+    """Sends requests over pooled HTTP/1.1 connections, at most `max_connections` per origin: httpx's (as its
+    transport) or, cheaper, ready-made `h11.Request`s through `exchange` (httpx's request and response objects,
+    URL parsing and header checks cost more CPU than the exchange itself).
 
     `ssl_context` defaults to httpx's (certifi's trust store, or `SSL_CERT_FILE` / `SSL_CERT_DIR`); idle
     connections older than `keepalive_expiry` seconds are closed rather than reused.
@@ -289,24 +296,40 @@ class H11Transport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._ssl_context = ssl_context
         self._keepalive_expiry = keepalive_expiry
-        self._pools: dict[_Origin, _Pool] = {}
+        self._pools: dict[Origin, _Pool] = {}
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         scheme = url.raw_scheme
+        origin = (scheme, url.raw_host.decode("ascii"), url.port or (443 if scheme == b"https" else 80))
+        body = await request.aread()
+        try:
+            head = h11.Request(method=request.method, target=request.url.raw_path, headers=request.headers.raw)
+        except h11.LocalProtocolError as exc:
+            raise httpx.LocalProtocolError(str(exc)) from exc
+        answer = await self.exchange(origin, head, body, request.extensions.get("timeout", {}))
+        return httpx.Response(
+            answer.status,
+            headers=answer.headers,
+            stream=httpx.ByteStream(answer.body),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": answer.reason},
+        )
+
+    async def exchange(self, origin: Origin, request: h11.Request, body: bytes, timeouts: Timeouts) -> RawResponse:
+        """Send `request` (its headers complete: Host, Content-Length, ...) with `body` to `origin`; the answer.
+        Raises httpx's exceptions, as `handle_async_request` does."""
+        scheme = origin[0]
         if scheme not in (b"http", b"https"):
-            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme.decode('ascii', 'replace')!r}")
         if self._closed:
             raise RuntimeError("the transport is closed")
-        origin = (scheme, url.raw_host.decode("ascii"), url.port or (443 if scheme == b"https" else 80))
         pool = self._pools.get(origin)
         if pool is None:
             if scheme == b"https" and self._ssl_context is None:
                 self._ssl_context = httpx.create_ssl_context()
             pool = self._pools[origin] = _Pool(origin, self._max_connections, self._ssl_context, self._keepalive_expiry)
-        body = await request.aread()
-        return await pool.send(request, body, request.extensions.get("timeout", {}))
+        return await pool.send(request, body, timeouts)
 
     async def aclose(self) -> None:
         self._closed = True

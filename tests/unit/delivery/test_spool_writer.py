@@ -67,8 +67,14 @@ async def test_a_posted_change_undone_with_a_failed_group_is_applied_again(write
 
 async def test_the_change_that_failed_is_not_tried_again(writer: Writer) -> None:
     settled: list[Any] = []
-    gate = threading.Event()
-    writer.post(lambda conn, now: gate.wait(5))
+    gate, holding = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection, now: float) -> None:
+        holding.set()
+        gate.wait(5)
+
+    writer.post(hold)
+    await asyncio.to_thread(holding.wait, 5)  # the writer is in a group of its own: the next two make one group
     writer.post(lambda conn, now: conn.execute("INSERT INTO missing VALUES (1)"), settled.append)  # posted, failing
     good = asyncio.ensure_future(writer.call(lambda conn, now: conn.execute("INSERT INTO done VALUES (2)").rowcount))
     await asyncio.sleep(0)

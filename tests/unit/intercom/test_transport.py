@@ -19,7 +19,7 @@ import pytest
 
 from intercom_sidecar.config import Config, Secret
 from intercom_sidecar.fake import FakeIntercom
-from intercom_sidecar.intercom.client import IntercomClient
+from intercom_sidecar.intercom.client import IntercomClient, IntercomResponse
 from intercom_sidecar.intercom.transport import H11Transport
 
 PROXY_VARIABLES = [f"{name}{suffix}" for name in ("http", "https", "all", "no") for suffix in ("_proxy", "_PROXY")]
@@ -461,18 +461,61 @@ async def test_a_connection_the_server_closed_while_idle_is_not_used() -> None:
 # IntercomClient's choice of transport ---------------------------------------------------------------------------
 
 
-async def test_intercom_client_sends_through_h11_transport_by_default(
+def _request_parts(request: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """(request line, headers by lowercase name, body)."""
+    head, _, body = request.partition(b"\r\n\r\n")
+    line, *fields = head.split(b"\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (f.partition(b":") for f in fields)}
+    return line, headers, body
+
+
+async def test_intercom_client_by_default_sends_what_httpx_would_send(
     config_factory: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The default client builds its h11 requests itself: the same request line, headers and body as an httpx
+    client over httpcore sends (less httpx's Accept-Encoding and Connection, which it does not need)."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    async with FakeIntercom() as fake:
-        config = config_factory(token=Secret(fake.token), base_url=fake.url, max_connections=8).intercom
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Server) -> None:
+        while await read_request(reader, state) is not None:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nX-Request-Id: r1\r\nVary: a\r\nVary: b\r\n"
+                b'content-type: application/json\r\ncontent-length: 12\r\n\r\n{"id": "me"}'
+            )
+            await writer.drain()
+
+    async def calls(client: IntercomClient) -> list[IntercomResponse]:
+        return [
+            await client.request("POST", "/events", endpoint="POST /events", body={"event_name": "é", "n": 1}),
+            await client.request("GET", "/companies", endpoint="GET /companies", params={"company_id": "a b&c"}),
+            await client.request(
+                "DELETE", "/contacts/c 1/companies/2", endpoint="DELETE /contacts/{id}/companies/{id}"
+            ),
+        ]
+
+    async with serve(answer) as server:
+        config = config_factory(token=Secret("tok-1"), base_url=server.url, max_connections=2).intercom
         async with IntercomClient(config) as client:
-            transports = {type(pool._transport) for pool in client._pools}
-            response = await client.request("GET", "/me", endpoint="GET /me")
-    assert transports == {H11Transport}
-    assert response.status == 200
+            direct = await calls(client)
+        sent_directly = server.requests[:]
+        server.requests.clear()
+        async with IntercomClient(config, transport=httpx.AsyncHTTPTransport()) as client:
+            await calls(client)
+        sent_by_httpx = server.requests[:]
+
+    ignored = {b"accept-encoding", b"connection"}
+    assert len(sent_directly) == len(sent_by_httpx) == 3
+    for ours, theirs in zip(sent_directly, sent_by_httpx, strict=True):
+        line, headers, body = _request_parts(ours)
+        their_line, their_headers, their_body = _request_parts(theirs)
+        assert (line, body) == (their_line, their_body)
+        assert headers == {name: value for name, value in their_headers.items() if name not in ignored}
+    assert _request_parts(sent_directly[1])[0] == b"GET /companies?company_id=a+b%26c HTTP/1.1"
+    assert _request_parts(sent_directly[0])[1][b"authorization"] == b"Bearer tok-1"
+    first = direct[0]
+    assert (first.status, first.json(), first.request_id) == (200, {"id": "me"}, "r1")
+    assert first.headers["X-REQUEST-ID"] == "r1" and first.headers.get("vary") == "a, b"
 
 
 async def test_with_a_proxy_in_the_environment_httpx_default_transport_takes_over(
