@@ -3,17 +3,16 @@
     TlsConfig ─▶ CertificateFiles.initial() (checked at start: ConfigError naming the variable)
               └▶ grpc.dynamic_ssl_server_credentials(initial, fetch) ─▶ fetch() on each new TLS handshake
 
-`fetch()` runs on gRPC's threads before each handshake. It compares a stat of the files (inode, size, mtime) with
-the last one seen, which costs a few microseconds, and reads the files only when that changed. New files are
-checked (certificate parses, key matches it, client CA parses) before gRPC sees them: broken or half-written files
-leave the current certificate in use, and are reported once, not on every handshake. A Kubernetes Secret or
-cert-manager volume swaps all its files at once through a symlink, which this follows.
+`fetch()` runs on gRPC's threads before each handshake. It compares the files' stamps (`file_stamp`: inode, size,
+mtime) with the last ones seen, which costs a few microseconds, and reads the files only when they changed. New
+files are checked (certificate parses, key matches it, client CA parses) before gRPC sees them: broken or
+half-written files leave the current certificate in use, and are reported once, not on every handshake. A
+Kubernetes Secret or cert-manager volume swaps all its files at once through a symlink, which this follows.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import threading
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import grpc
 
 from intercom_sidecar.config import TlsConfig
+from intercom_sidecar.config_secrets import file_stamp
 from intercom_sidecar.errors import ConfigError
 
 __all__ = ["CertificateFiles", "server_credentials"]
@@ -32,7 +32,7 @@ CERT_KEY = "INTERCOM_SIDECAR_TLS_CERT_FILE"
 KEY_KEY = "INTERCOM_SIDECAR_TLS_KEY_FILE"
 CLIENT_CA_KEY = "INTERCOM_SIDECAR_TLS_CLIENT_CA_FILE"
 
-_Stat = tuple[tuple[int, int, int, int], ...]
+_Stat = tuple[tuple[int, int, int, int] | None, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +68,7 @@ class CertificateFiles:
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """gRPC's certificate configuration fetcher: a new configuration when the files changed, else None."""
         with self._lock:
-            try:
-                stat = self._stat_files()
-            except ConfigError:
-                stat = ()
+            stat = self._stat_files()
             if stat == self._stat:
                 return None
             self._stat = stat  # whatever comes of this look, the same files are not examined again
@@ -91,7 +88,8 @@ class CertificateFiles:
         return material.configuration()
 
     def _stat_files(self) -> _Stat:
-        return tuple(_stat(key, path) for key, path in _files(self._config))
+        """What tells the files changed; an unreadable file is reported by the read that follows a change."""
+        return tuple(file_stamp(path) for _, path in _files(self._config))
 
 
 def server_credentials(config: TlsConfig | None) -> tuple[grpc.ServerCredentials | None, CertificateFiles | None]:
@@ -112,14 +110,6 @@ def _files(config: TlsConfig) -> list[tuple[str, Path]]:
     if config.client_ca_file is not None:
         files.append((CLIENT_CA_KEY, config.client_ca_file))
     return files
-
-
-def _stat(key: str, path: Path) -> tuple[int, int, int, int]:
-    try:
-        found = os.stat(path)
-    except OSError as exc:
-        raise ConfigError(key, f"cannot read {str(path)!r}: {exc.strerror}") from None
-    return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
 
 
 def _read_checked(config: TlsConfig) -> _Material:
