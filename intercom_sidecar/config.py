@@ -63,6 +63,7 @@ __all__ = [
     "load_config",
     "read_auth_token_file",
     "read_dead_letter_key",
+    "read_segment_write_keys",
     "read_token_file",
 ]
 
@@ -139,6 +140,8 @@ class SegmentConfig:
     `load_config` defaults it to 127.0.0.1:8088; a config built in code (tests, embedding) has none unless asked."""
     write_keys: tuple[Secret, ...] = ()
     """Accepted write keys (the HTTP basic auth user name); none accepts any caller, which only loopback allows."""
+    write_keys_file: Path | None = None
+    """Where `write_keys` came from, if a file: it is read again when it changes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,14 +386,7 @@ def _read_segment(env: Mapping[str, str]) -> SegmentConfig:
         raise ConfigError(_SEGMENT_LISTEN, f"{problem.replace('50051', '8088')}, got {listen!r}")
     path = env.get(_SEGMENT_KEYS_FILE, "").strip()
     if path:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(_SEGMENT_KEYS_FILE, f"cannot read {path!r}: {getattr(exc, 'strerror', exc)}") from None
-        raw = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
-        if not raw:
-            raise ConfigError(_SEGMENT_KEYS_FILE, f"{path!r} holds no write key (one per line)")
-        keys = tuple(checked_secret(_SEGMENT_KEYS_FILE, key) for key in raw)
+        keys = read_segment_write_keys(Path(path))
     else:
         raw = [key.strip() for key in env.get(_SEGMENT_KEYS, "").split(",") if key.strip()]
         keys = tuple(checked_secret(_SEGMENT_KEYS, key) for key in raw)
@@ -400,7 +396,20 @@ def _read_segment(env: Mapping[str, str]) -> SegmentConfig:
             f"{listen!r} is not a loopback address: set {_SEGMENT_KEYS_FILE} (or {_SEGMENT_KEYS}) so that callers "
             "must send a write key, or listen on 127.0.0.1",
         )
-    return SegmentConfig(listen=listen, write_keys=keys)
+    return SegmentConfig(listen=listen, write_keys=keys, write_keys_file=Path(path) if path else None)
+
+
+def read_segment_write_keys(path: Path) -> tuple[Secret, ...]:
+    """The write keys in `path`, one per line (`#` comments and blank lines skipped); ConfigError naming
+    INTERCOM_SIDECAR_SEGMENT_WRITE_KEYS_FILE if it cannot be read or holds none."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(_SEGMENT_KEYS_FILE, f"cannot read {str(path)!r}: {getattr(exc, 'strerror', exc)}") from None
+    raw = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not raw:
+        raise ConfigError(_SEGMENT_KEYS_FILE, f"{str(path)!r} holds no write key (one per line)")
+    return tuple(checked_secret(_SEGMENT_KEYS_FILE, key) for key in raw)
 
 
 def _check_admin_listen(server: ServerConfig) -> None:

@@ -30,11 +30,13 @@ import json
 import logging
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Final
 
 from opentelemetry.context import Context
 
-from intercom_sidecar.config import SegmentConfig
+from intercom_sidecar.config import SegmentConfig, read_segment_write_keys
+from intercom_sidecar.config_secrets import Secret, file_stamp
 from intercom_sidecar.config_values import split_listen
 from intercom_sidecar.errors import ConfigError, InvalidEventError
 from intercom_sidecar.http_server import HttpServer, Request, Response
@@ -50,6 +52,7 @@ from intercom_sidecar.server.segment_body import (
     parse_request,
 )
 from intercom_sidecar.server.submit import submit_event, submit_unreadable
+from intercom_sidecar.telemetry.logs import register_secret
 from intercom_sidecar.telemetry.spans import context_from_carrier
 
 __all__ = ["SegmentHttpServer", "WriteKeys", "answer"]
@@ -65,10 +68,15 @@ _STOP_WAIT_SECONDS = 5.0
 
 
 class WriteKeys:
-    """The accepted write keys; with none, every caller is accepted (the server is then loopback-only)."""
+    """The accepted write keys; with none, every caller is accepted (the server is then loopback-only).
 
-    def __init__(self, keys: Sequence[str]) -> None:
-        self._keys = tuple(key.encode() for key in keys)
+    Keys from a file (`INTERCOM_SIDECAR_SEGMENT_WRITE_KEYS_FILE`) follow it: a request after the file changed is
+    judged by the new keys; a file that became unreadable or empty keeps the old keys in use, reported once."""
+
+    def __init__(self, keys: Sequence[Secret], path: Path | None = None) -> None:
+        self._keys = tuple(key.reveal().encode() for key in keys)
+        self._path = path
+        self._stamp = file_stamp(path) if path is not None else None
 
     @property
     def required(self) -> bool:
@@ -77,6 +85,8 @@ class WriteKeys:
     def allows(self, authorization: str | None) -> bool:
         """True when `authorization` is `Basic base64(writeKey:)` with an accepted key (compared in constant
         time with every key), or when no key is configured."""
+        if self._path is not None:
+            self._refresh(self._path)
         if not self._keys:
             return True
         scheme, _, credentials = (authorization or "").strip().partition(" ")
@@ -91,6 +101,23 @@ class WriteKeys:
             found |= hmac.compare_digest(user, key)
         return found
 
+    def _refresh(self, path: Path) -> None:
+        stamp = file_stamp(path)
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            keys = read_segment_write_keys(path)
+        except ConfigError as error:
+            _log.warning("Keeping the current Segment write keys: %s.", error)
+            return
+        for key in keys:
+            register_secret(key.reveal())
+        revealed = tuple(key.reveal().encode() for key in keys)
+        if revealed != self._keys:
+            self._keys = revealed
+            _log.warning("Picked up %d Segment write key(s) from `%s`.", len(revealed), path)
+
 
 class SegmentHttpServer:
     """`await start()` serves the API on the configured address; `close()` turns new requests away with 503;
@@ -100,7 +127,7 @@ class SegmentHttpServer:
         self._intake = intake
         self._limits = limits
         self._config = config
-        self._keys = WriteKeys([key.reveal() for key in config.write_keys])
+        self._keys = WriteKeys(config.write_keys, config.write_keys_file)
         self._http = HttpServer(
             self._handle,
             allow_non_loopback=self._keys.required,

@@ -7,13 +7,14 @@ import base64
 import gzip
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.context import Context
 from opentelemetry.trace import get_current_span
 
-from intercom_sidecar.config import Secret, SegmentConfig
+from intercom_sidecar.config import Secret, SegmentConfig, read_segment_write_keys
 from intercom_sidecar.errors import InvalidEventError
 from intercom_sidecar.http_server import Request, Response
 from intercom_sidecar.model.acks import AckInfo, AckStatus
@@ -45,13 +46,43 @@ def basic(user: str, password: str = "") -> str:
     ],
 )
 def test_write_keys(authorization: str | None, allowed: bool) -> None:
-    assert WriteKeys(["key-1", "key-2"]).allows(authorization) is allowed
+    assert WriteKeys([Secret("key-1"), Secret("key-2")]).allows(authorization) is allowed
 
 
 def test_no_write_keys_lets_every_caller_in() -> None:
     keys = WriteKeys([])
     assert not keys.required
     assert keys.allows(None) and keys.allows(basic("whatever"))
+
+
+def replace_file(path: Path, text: str) -> None:
+    """As a Kubernetes Secret volume does: a new file renamed over the old one (a new inode)."""
+    fresh = path.with_suffix(".new")
+    fresh.write_text(text)
+    fresh.replace(path)
+
+
+def test_write_keys_follow_their_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "write-keys"
+    path.write_text("# the web app\nkey-old\n")
+    keys = WriteKeys(read_segment_write_keys(path), path)
+    assert keys.allows(basic("key-old"))
+
+    replace_file(path, "key-new\n\n# rotated\n")
+    assert keys.allows(basic("key-new"))
+    assert not keys.allows(basic("key-old"))
+
+    replace_file(path, "# nothing left\n")  # a broken rotation keeps the keys in use, and is reported once
+    assert keys.allows(basic("key-new")) and keys.allows(basic("key-new"))
+    assert not keys.allows(basic("whatever"))
+    warnings = [r.getMessage() for r in caplog.records if "Keeping the current Segment write keys" in r.getMessage()]
+    assert len(warnings) == 1 and "holds no write key" in warnings[0]
+    assert all("key-new" not in record.getMessage() for record in caplog.records)
+
+    path.unlink()
+    assert keys.allows(basic("key-new"))
+    replace_file(path, "key-third\n")
+    assert keys.allows(basic("key-third")) and not keys.allows(basic("key-new"))
 
 
 def ack(status: AckStatus, reason: str = "", retry_after: float | None = None, message_id: str = "m") -> AckInfo:
