@@ -71,7 +71,7 @@ def _float_cents(amount: float) -> int | None:
     places = len(fraction)
     if places <= 2:
         return int(whole + fraction + "0" * (2 - places))
-    scale = 10 ** (places - 2)
+    scale: int = 10 ** (places - 2)
     cents, rest = divmod(int(whole.lstrip("-") + fraction), scale)
     if 2 * rest >= scale:
         cents += 1
