@@ -9,6 +9,7 @@ span's trace id. Bad input never raises out of here: it becomes the event's ack.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -72,6 +73,25 @@ class Intake:
         """Take one event: its ack now (not queued), or a future of its ack (ACCEPTED once durable, or with
         `wait` the final outcome). `decode(now)` validates; `payload(traceparent)` is what the spool keeps, with
         the event span's W3C context in it, so a delivery after a restart joins the trace."""
+        future: asyncio.Future[AckInfo] = asyncio.get_running_loop().create_future()
+        ack = self.submit_then(
+            message_id, decode, payload, functools.partial(_set_result, future), wait=wait, parent=parent
+        )
+        return future if ack is None else ack
+
+    def submit_then(
+        self,
+        message_id: str,
+        decode: Callable[[float], Event],
+        payload: Callable[[str], bytes],
+        deliver: Callable[[AckInfo], None],
+        *,
+        wait: bool,
+        parent: Context | None = None,
+    ) -> AckInfo | None:
+        """`submit` without a future: the ack now, or None and `deliver(ack)` once it is known (exactly once, and
+        never from within this call). For callers that collect many acks (a `Send` batch, a stream), where a future
+        and its done callback per event cost more than the call."""
         span = self._tracer.start_span(names.SPAN_EVENT, context=parent, attributes={names.ATTR_MESSAGE_ID: message_id})
         ack = _Ack(span, message_id, format(span.get_span_context().trace_id, "032x"), self._durable, self._metrics)
         if self._recent is not None:
@@ -91,7 +111,8 @@ class Intake:
                 if isinstance(step, CreateDataEvent) and step.dropped_metadata_keys:
                     self._metrics.metadata_keys_dropped(step.dropped_metadata_keys)
             entry = SpoolEntry(message_id, event.user_key, payload(spans.traceparent(span)), ack.trace_id, now)
-            appended = self._spooler.accept(entry, plan, ack.on_outcome, event_context)
+            ack.wait, ack.deliver = wait, deliver
+            self._spooler.accept_then(entry, plan, ack.on_appended, ack.on_outcome, event_context)
         except InvalidEventError as error:
             return ack.sent(ack.finish(AckStatus.INVALID, str(error)))
         except (ShuttingDownError, PausedError) as error:
@@ -100,7 +121,7 @@ class Intake:
             _log.exception("Unexpected error while taking an event.")
             span.record_exception(error)
             return ack.sent(ack.finish(AckStatus.REJECTED, "internal error"))
-        return ack.after(appended, wait=wait)
+        return None
 
     def _validate(
         self, decode: Callable[[float], Event], now: float, span: Span, ack: _Ack
@@ -149,17 +170,11 @@ class _Ack:
         self.message_id = message_id
         self.trace_id = trace_id
         self._durable = durable
-        self._future: asyncio.Future[AckInfo] | None = None
-        self._wait = False
+        self.deliver: Callable[[AckInfo], None] | None = None
+        """Where the ack goes once known; set when the event is handed to the spooler."""
+        self.wait = False
 
-    def after(self, appended: asyncio.Future[int | None], *, wait: bool) -> asyncio.Future[AckInfo]:
-        self._wait = wait
-        self._future = asyncio.get_running_loop().create_future()
-        appended.add_done_callback(self._on_appended)
-        return self._future
-
-    def _on_appended(self, appended: asyncio.Future[int | None]) -> None:
-        error = appended.exception()
+    def on_appended(self, seq: int | None, error: BaseException | None) -> None:
         if isinstance(error, QueueFullError | ShuttingDownError):
             self._resolve(self.finish(AckStatus.RETRY_LATER, str(error), retry_after=error.retry_after))
         elif isinstance(error, SpoolError):
@@ -167,9 +182,9 @@ class _Ack:
             self._resolve(self.finish(AckStatus.RETRY_LATER, reason, retry_after=_SPOOL_ERROR_RETRY_AFTER))
         elif error is not None:
             self._resolve(self.finish(AckStatus.REJECTED, "internal error"))
-        elif appended.result() is None:
+        elif seq is None:
             self._resolve(self.finish(AckStatus.DUPLICATE, _DUPLICATE))
-        elif not self._wait:
+        elif not self.wait:
             self._resolve(AckInfo(self.message_id, AckStatus.ACCEPTED, self.trace_id))
 
     def on_outcome(self, outcome: Outcome | Deferred) -> None:
@@ -184,7 +199,7 @@ class _Ack:
             ack = self.finish(AckStatus.ACCEPTED, "kept in the spool; delivery continues after the restart")
         else:
             ack = self.finish(AckStatus.RETRY_LATER, outcome.reason, retry_after=1.0)
-        if self._wait:
+        if self.wait:
             self._resolve(ack)
 
     def finish(self, status: AckStatus, reason: str = "", *, retry_after: float | None = None) -> AckInfo:
@@ -204,5 +219,11 @@ class _Ack:
         return ack
 
     def _resolve(self, ack: AckInfo) -> None:
-        if self._future is not None and not self._future.done():
-            self._future.set_result(self.sent(ack))
+        deliver, self.deliver = self.deliver, None  # once
+        if deliver is not None:
+            deliver(self.sent(ack))
+
+
+def _set_result(future: asyncio.Future[AckInfo], ack: AckInfo) -> None:
+    if not future.done():  # cancelled: the caller is gone
+        future.set_result(ack)

@@ -24,6 +24,7 @@ provides (it knows the settings and the tracer).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,11 +42,14 @@ from intercom_sidecar.mapping.plan import Plan
 from intercom_sidecar.model.call_type import call_type_of
 from intercom_sidecar.telemetry.metrics import Metrics
 
-__all__ = ["Load", "OutcomeCallback", "Spooler", "dead_letter_payloads", "make_spool"]
+__all__ = ["Appended", "Load", "OutcomeCallback", "Spooler", "dead_letter_payloads", "make_spool"]
 
 _log = logging.getLogger(__name__)
 
 OutcomeCallback = Callable[[Outcome | Deferred], None]
+Appended = Callable[[int | None, BaseException | None], None]
+"""Told once how an accepted event's append ended: (its seq, None) once durable, (None, None) for a duplicate, or
+(None, the error): QueueFullError (spool full), SpoolError or ShuttingDownError."""
 Load = Callable[[SpooledEvent], "tuple[Plan, OutcomeCallback | None, Context | None] | None"]
 """A spooled event -> its plan, what to call with its outcome, and its trace context; None when it was settled
 instead (no longer valid, say, and so dead-lettered)."""
@@ -62,7 +66,7 @@ class _Accepting:
     plan: Plan
     on_outcome: OutcomeCallback | None
     trace: Context | None
-    appended: asyncio.Future[int | None]
+    appended: Appended
 
 
 class Spooler:
@@ -113,17 +117,28 @@ class Spooler:
         for a duplicate; it fails with QueueFullError (spool full), SpoolError or ShuttingDownError. An event that
         goes behind a backlog hears `Deferred` (before the future resolves) and no outcome after that: it is
         delivered later under a span of its own."""
+        appended: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self.accept_then(entry, plan, functools.partial(_settle, appended), on_outcome, trace)
+        return appended
+
+    def accept_then(
+        self,
+        entry: SpoolEntry,
+        plan: Plan,
+        appended: Appended,
+        on_outcome: OutcomeCallback | None = None,
+        trace: Context | None = None,
+    ) -> None:
+        """`accept` without a future: `appended` is called once the append has ended (never from within this call;
+        see `Appended`). The intake's path: a future and its done callback per event cost more than the call."""
         if self._closed:
             raise ShuttingDownError()
         if self._pipeline.pause_reason is not None:
             raise PausedError(self._pipeline.pause_reason)
-        loop = asyncio.get_running_loop()
-        accepting = _Accepting(entry, plan, on_outcome, trace, loop.create_future())
-        self._batch.append(accepting)
+        self._batch.append(_Accepting(entry, plan, on_outcome, trace, appended))
         if self._writing is None and not self._flush_scheduled:
             self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        return accepting.appended
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def adopt(self, events: Sequence[SpooledEvent]) -> None:
         """Deliver events the spool put back into pending (replayed dead letters), above every pending event. They
@@ -203,7 +218,7 @@ class Spooler:
         rest = []
         for accepting in batch:
             if accepting.entry.message_id in seen:
-                accepting.appended.set_result(None)
+                _tell(accepting, None, None)
             else:
                 rest.append(accepting)
         return rest
@@ -231,7 +246,7 @@ class Spooler:
                     self._backlog = True
                     if accepting.on_outcome is not None:
                         accepting.on_outcome(Deferred(_DEFERRED))
-            accepting.appended.set_result(seq)
+            _tell(accepting, seq, None)
         self._read_soon()
 
     # The window and the backlog ---------------------------------------------------------------------------
@@ -344,8 +359,26 @@ def _fitting(batch: list[_Accepting], events: int, size: int) -> int:
 
 def _fail(batch: list[_Accepting], error: BaseException) -> None:
     for accepting in batch:
-        accepting.appended.set_exception(error)
-        accepting.appended.exception()  # the caller may be gone; a refused event is not a bug
+        _tell(accepting, None, error)
+
+
+def _tell(accepting: _Accepting, seq: int | None, error: BaseException | None) -> None:
+    """Call the event's `appended`; a failing callback is logged and costs no other event its answer."""
+    try:
+        accepting.appended(seq, error)
+    except Exception:
+        _log.exception("Unexpected error while answering an append.")
+
+
+def _settle(future: asyncio.Future[int | None], seq: int | None, error: BaseException | None) -> None:
+    """`accept`'s future, as `accept_then` tells it."""
+    if future.done():  # cancelled: the caller is gone
+        return
+    if error is None:
+        future.set_result(seq)
+    else:
+        future.set_exception(error)
+        future.exception()  # the caller may be gone; a refused event is not a bug
 
 
 def make_spool(config: Config) -> Spool:

@@ -49,6 +49,36 @@ def parse_iso_datetime(value: str) -> int | None:
 
 def to_cents(amount: Any) -> int | None:
     """An amount in currency units as integer cents, exactly (19.99 -> 1999, 0.1 + 0.2 -> 30), else None."""
+    if type(amount) is float:  # the usual case: integer arithmetic on its shortest repr, as Decimal would do
+        cents = _float_cents(amount)
+        if cents is not None:
+            return cents
+    elif type(amount) is int and -_EXACT_INT < amount < _EXACT_INT:
+        return amount * 100
+    return _decimal_cents(amount)
+
+
+_EXACT_INT = 10**25
+"""Whole amounts below this in size have exact cents within Decimal's 28 digits; larger ones go through Decimal."""
+
+
+def _float_cents(amount: float) -> int | None:
+    """Cents of a float whose repr has no exponent (ROUND_HALF_UP, as `_decimal_cents`); None for the others."""
+    text = repr(amount)
+    whole, _, fraction = text.partition(".")
+    if not fraction.isdigit():  # an exponent (1e+16, 1e-05), inf or nan: Decimal decides
+        return None
+    places = len(fraction)
+    if places <= 2:
+        return int(whole + fraction + "0" * (2 - places))
+    scale: int = 10 ** (places - 2)
+    cents, rest = divmod(int(whole.lstrip("-") + fraction), scale)
+    if 2 * rest >= scale:
+        cents += 1
+    return -cents if whole.startswith("-") else cents
+
+
+def _decimal_cents(amount: Any) -> int | None:
     if isinstance(amount, bool) or not isinstance(amount, int | float | str):
         return None
     try:
@@ -69,7 +99,9 @@ def truncate(value: str, limit: int = MAX_STRING_CHARS) -> str:
 
 def clean_key(key: str) -> str:
     """An attribute or metadata name without the characters Intercom forbids, at most 190 characters."""
-    return _FORBIDDEN_KEY_CHARS.sub("_", key)[:MAX_ATTRIBUTE_NAME_CHARS]
+    if "." in key or "$" in key:  # rare: most keys need no regular expression
+        key = _FORBIDDEN_KEY_CHARS.sub("_", key)
+    return key if len(key) <= MAX_ATTRIBUTE_NAME_CHARS else key[:MAX_ATTRIBUTE_NAME_CHARS]
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

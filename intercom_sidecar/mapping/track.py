@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from intercom_sidecar.config import MappingConfig
-from intercom_sidecar.mapping.fields import flatten, to_cents, to_unix_seconds, truncate
+from intercom_sidecar.mapping.fields import clean_key, flatten, to_cents, to_unix_seconds, truncate
 from intercom_sidecar.mapping.identify import contact_email
 from intercom_sidecar.mapping.plan import ContactRef, CreateDataEvent, Plan, Skip
 from intercom_sidecar.model.events import Event, JsonObject, Track
@@ -65,15 +65,23 @@ def _metadata(properties: JsonObject) -> tuple[dict[str, Any], int]:
     price = _price(properties)
     if price is not None:
         metadata["price"] = price
-    rest = {key: value for key, value in properties.items() if key not in _NOT_METADATA}
     dropped = 0
-    for name, value in flatten(rest):
-        if name in metadata:
+    for key, value in properties.items():
+        if key in _NOT_METADATA:
             continue
-        if len(metadata) >= MAX_METADATA_KEYS:
-            dropped += 1
+        if isinstance(value, str | int | float):  # a top-level value, the usual case: no generator for it
+            pairs: Iterable[tuple[str, Any]] = ((clean_key(key), value),)
+        elif value is None or isinstance(value, list):
             continue
-        metadata[name] = _metadata_value(value)
+        else:
+            pairs = flatten({key: value})
+        for name, item in pairs:
+            if name in metadata:
+                continue
+            if len(metadata) >= MAX_METADATA_KEYS:
+                dropped += 1
+                continue
+            metadata[name] = _metadata_value(item)
     return metadata, dropped
 
 

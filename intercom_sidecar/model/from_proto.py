@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,17 +202,28 @@ class _Budget:
     def convert(self, where: str, struct: struct_pb2.Struct) -> dict[str, Any]:
         """`struct` as a dict, from an explicit stack (no recursion): each value is looked at once, and a value's
         path is only spelled out for an error. Containers are put in place first and filled later, so keys keep
-        the event's order."""
+        the event's order. The key count is kept in a local while a Struct's keys are walked (a method call per
+        key costs more than the rest of the key's work), and a map's values are read by key (its `items()` goes
+        through the abstract-class mixin, about 2.5 times slower)."""
+        fields = struct.fields
+        if not fields:
+            return {}
         max_chars, max_depth = self.limits.max_string_chars, self.limits.max_depth
         root: dict[str, Any] = {}
-        # (key/value pairs or index/value pairs, the container to fill, its path, its depth)
-        stack: list[tuple[Any, Any, _Path, int]] = [(struct.fields.items(), root, (None, where), 1)]
+        # (a map of key/values or a list of values, the container to fill, its path, its depth)
+        stack: list[tuple[Any, Any, _Path, int]] = [(fields, root, (None, where), 1)]
         while stack:
-            pairs, target, path, depth = stack.pop()
+            values, target, path, depth = stack.pop()
             is_object = isinstance(target, dict)
-            for key, value in pairs:
+            keys_left = self.keys_left
+            keys: Iterable[Any] = values if is_object else range(len(values))
+            for key in keys:
+                value = values[key]
                 if is_object:
-                    self._count_key(path, key)
+                    keys_left -= 1
+                    if keys_left < 0 or len(key) > max_chars:
+                        self.keys_left = keys_left + 1
+                        self._count_key(path, key)  # raises, saying which limit
                 kind = value.WhichOneof("kind")
                 if kind == "string_value":
                     result: Any = value.string_value
@@ -233,14 +245,15 @@ class _Budget:
                         )
                     if kind == "struct_value":
                         result = {}
-                        stack.append((value.struct_value.fields.items(), result, _child(path, key), depth + 1))
+                        stack.append((value.struct_value.fields, result, _child(path, key), depth + 1))
                     else:
-                        values = value.list_value.values
-                        result = [None] * len(values)
-                        stack.append((enumerate(values), result, _child(path, key), depth + 1))
+                        items = value.list_value.values
+                        result = [None] * len(items)
+                        stack.append((items, result, _child(path, key), depth + 1))
                 else:
                     result = None
                 target[key] = result
+            self.keys_left = keys_left
         return root
 
     def _count_key(self, path: _Path, key: str) -> None:

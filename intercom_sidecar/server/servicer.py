@@ -14,7 +14,8 @@ before any event is looked at: nothing is taken, so the caller can split the bat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from opentelemetry.context import Context
@@ -28,7 +29,7 @@ from intercom_sidecar.model.acks import AckInfo
 from intercom_sidecar.model.from_proto import DecodeLimits, parse_limited
 from intercom_sidecar.model.wire import TooManyEventsError, WireError, peek_message_id, split_send_request
 from intercom_sidecar.server.acks import ack_to_proto
-from intercom_sidecar.server.submit import submit_event, submit_unreadable
+from intercom_sidecar.server.submit import take_event, take_unreadable
 from intercom_sidecar.telemetry.spans import context_from_carrier
 
 __all__ = ["ACK_MODE_KEY", "EventServicer", "add_event_service"]
@@ -89,9 +90,13 @@ class EventServicer:
                 "none was taken: send them again in batches of at most that many, or on Stream",
             )
             raise
-        results = [self._submit(raw, wait, parent) for raw in events]
-        acks = [await result if isinstance(result, asyncio.Future) else result for result in results]
-        return service_pb2.SendResponse(acks=[ack_to_proto(ack) for ack in acks])
+        batch = _Batch(len(events))
+        for index, raw in enumerate(events):
+            ack = self._take(raw, wait, parent, functools.partial(batch.put, index))
+            if ack is not None:
+                batch.put(index, ack)
+        await batch.complete()
+        return service_pb2.SendResponse(acks=[ack_to_proto(ack) for ack in batch.acks])
 
     async def Stream(
         self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext[object, object]
@@ -99,26 +104,26 @@ class EventServicer:
         wait, parent = await _call_options(context)
         acks: asyncio.Queue[event_pb2.Ack | None] = asyncio.Queue()
         """Acks to write, in the order outcomes became known; None once every event read has its ack."""
-        waiting: set[asyncio.Future[AckInfo]] = set()
+        waiting = 0
+        """Events read whose ack is not known yet."""
         reading = True
 
-        def on_final(future: asyncio.Future[AckInfo]) -> None:
-            waiting.discard(future)
-            if not future.cancelled():
-                acks.put_nowait(ack_to_proto(future.result()))
+        def on_final(ack: AckInfo) -> None:
+            nonlocal waiting
+            waiting -= 1
+            acks.put_nowait(ack_to_proto(ack))
             if not reading and not waiting:
                 acks.put_nowait(None)
 
         async def read() -> None:
-            nonlocal reading
+            nonlocal reading, waiting
             try:
                 async for message in request_iterator:
-                    result = self._submit(message, wait, parent)
-                    if isinstance(result, asyncio.Future):
-                        waiting.add(result)
-                        result.add_done_callback(on_final)
+                    ack = self._take(message, wait, parent, on_final)
+                    if ack is None:
+                        waiting += 1
                     else:
-                        acks.put_nowait(ack_to_proto(result))
+                        acks.put_nowait(ack_to_proto(ack))
             finally:
                 reading = False
                 if not waiting:
@@ -155,12 +160,36 @@ class EventServicer:
         for reader in self._readers:
             reader.cancel()
 
-    def _submit(self, raw: bytes, wait: bool, parent: Context | None) -> AckInfo | asyncio.Future[AckInfo]:
+    def _take(
+        self, raw: bytes, wait: bool, parent: Context | None, deliver: Callable[[AckInfo], None]
+    ) -> AckInfo | None:
+        """The event's ack now, or None and `deliver(ack)` later (never from within this call)."""
         try:
             message = parse_limited(raw, self._limits)
         except InvalidEventError as error:
-            return submit_unreadable(self._intake, peek_message_id(raw), error, parent=parent)
-        return submit_event(self._intake, message, self._limits, wait=wait, parent=parent)
+            return take_unreadable(self._intake, peek_message_id(raw), error, parent=parent)
+        return take_event(self._intake, message, self._limits, deliver, wait=wait, parent=parent)
+
+
+class _Batch:
+    """The acks of one `Send`, in the order of its events, and one wait for all of them (not one per event)."""
+
+    def __init__(self, size: int) -> None:
+        self.acks: list[AckInfo] = [None] * size  # type: ignore[list-item]  # every slot is filled before use
+        self._missing = size
+        self._complete: asyncio.Future[None] | None = None
+
+    def put(self, index: int, ack: AckInfo) -> None:
+        self.acks[index] = ack
+        self._missing -= 1
+        if not self._missing and self._complete is not None and not self._complete.done():
+            self._complete.set_result(None)
+
+    async def complete(self) -> None:
+        """Until every event has its ack."""
+        if self._missing:
+            self._complete = asyncio.get_running_loop().create_future()
+            await self._complete
 
 
 async def _call_options(context: grpc.aio.ServicerContext[object, object]) -> tuple[bool, Context | None]:

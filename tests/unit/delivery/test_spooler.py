@@ -246,3 +246,49 @@ async def test_a_replay_larger_than_the_window_is_read_back_in_windows(make_spoo
     assert harness.in_order_per_user()
     await harness.spooler.close()
     await harness.pipeline.shutdown(1)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+async def test_accept_then_answers_each_event_once_after_the_call_and_a_failing_answer_costs_no_other(
+    kind: str, tmp_path: Path
+) -> None:
+    spool: Spool
+    if kind == "sqlite":
+        spool = SqliteSpool(tmp_path, max_events=3, max_bytes=1_000_000)
+    else:
+        spool = MemorySpool(max_events=3, max_bytes=1_000_000)
+    await spool.open()
+    harness = Harness(spool)
+    harness.sender.gate("a1")
+    harness.pipeline.start()
+    await harness.accept("a1")
+    answers: dict[str, list[tuple[int | None, BaseException | None]]] = {}
+    done = asyncio.Event()
+
+    def answer(name: str) -> Callable[[int | None, BaseException | None], None]:
+        def appended(seq: int | None, error: BaseException | None) -> None:
+            answers.setdefault(name, []).append((seq, error))
+            if len(answers) == 5:
+                done.set()
+            if name == "b1":
+                raise RuntimeError("a bug in one caller")
+
+        return appended
+
+    # a1 again (a duplicate), b1 (whose answer raises), c1, then d1 and e1 with room for one of them.
+    for name in ("a1", "b1", "c1", "d1", "e1"):
+        harness.spooler.accept_then(entry(name), plan(name), answer(name), harness.record(name))
+    assert answers == {}, "never answered from within the call"
+    await done.wait()
+
+    assert answers["a1"] == [(None, None)]
+    assert answers["b1"] == [(2, None)]
+    assert answers["c1"] == [(3, None)]
+    assert [seq for seq, _ in answers["d1"] + answers["e1"]] == [None, None]
+    assert all(isinstance(error, QueueFullError) for _, error in answers["d1"] + answers["e1"])
+    harness.sender.gate("a1").set()
+    for name in ("b1", "c1"):
+        harness.sender.gate(name).set()
+    await harness.spooler.close()
+    await harness.pipeline.shutdown(1)
+    await spool.close()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from intercom_sidecar.mapping.fields import (
     MAX_ATTRIBUTE_NAME_CHARS,
@@ -53,6 +56,47 @@ def test_to_cents(amount: Any, cents: int | None) -> None:
     result = to_cents(amount)
     assert result == cents
     assert result is None or type(result) is int
+
+
+def _decimal_cents(amount: int | float) -> int | None:
+    """What to_cents computes, the slow way: Decimal of the shortest repr, times 100, rounded half up."""
+    try:
+        return int((Decimal(repr(amount)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    except InvalidOperation:
+        return None
+
+
+@settings(max_examples=2000)
+@given(
+    st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.decimals(min_value=-(10**9), max_value=10**9, places=4).map(float),
+        st.integers(min_value=-(10**30), max_value=10**30),
+    )
+)
+def test_to_cents_is_decimal_arithmetic_on_the_amount_as_written(amount: int | float) -> None:
+    # The fast paths (integer arithmetic on a float's repr, int * 100) agree with Decimal, exponents included.
+    result = to_cents(amount)
+    assert result == _decimal_cents(amount)
+    assert result is None or type(result) is int
+
+
+@pytest.mark.parametrize(
+    ("amount", "cents"),
+    [
+        (2.675, 268),
+        (-2.675, -268),
+        (0.005, 1),
+        (-0.005, -1),
+        (-0.0, 0),
+        (1e16, 10**18),
+        (1.5e-05, 0),
+        (10**25, 10**27),
+        (10**26, None),
+    ],
+)
+def test_to_cents_rounds_half_away_from_zero_at_the_edges(amount: int | float, cents: int | None) -> None:
+    assert to_cents(amount) == cents
 
 
 @pytest.mark.parametrize(

@@ -101,6 +101,49 @@ def test_keys_are_counted_across_every_object_of_the_event() -> None:
     )
 
 
+_LONG = "is 11 characters; the limit is 10"
+_KEYS = "the event has more than 2 keys"
+
+
+@pytest.mark.parametrize(
+    ("traits", "field", "problem"),
+    [
+        ({"a": "x" * 11}, "a", _LONG),  # the key is counted, then its value looked at
+        ({"k" * 11: 1}, "k" * 11, "the key is 11 characters; the limit is 10"),
+        ({"a": [1, "x" * 11]}, "a[1]", _LONG),
+        # An object's own keys all come before what nests in them: here the third key is a nested one.
+        ({"a": {"b": "x" * 11}, "c": 2}, "a.b", _KEYS),
+        ({"a": {"b": 1}, "c": [1, 2, 3]}, "a.b", _KEYS),
+    ],
+)
+def test_each_limit_names_the_first_value_that_crosses_it(traits: dict[str, Any], field: str, problem: str) -> None:
+    error = refused(identify(traits), max_keys=2, max_string_chars=10)
+    assert (error.field, error.problem[: len(problem)]) == (f"identify.traits.{field}", problem)
+
+
+def test_within_an_object_the_first_problem_in_iteration_order_is_reported() -> None:
+    # protobuf maps iterate in an order of their own (seeded per process), so the expected field follows it.
+    message = identify({"a": 1, "b": "x" * 11, "c": 3})
+    order = list(message.identify.traits.fields)
+    error = event_pb2_refused(message)
+    if order.index("b") < 2:  # b is counted, then its long string refused
+        assert (error.field, error.problem[: len(_LONG)]) == ("identify.traits.b", _LONG)
+    else:  # the two keys before b use up the count
+        assert (error.field, error.problem[: len(_KEYS)]) == ("identify.traits.b", _KEYS)
+
+
+def event_pb2_refused(message: event_pb2.Event) -> InvalidEventError:
+    with pytest.raises(InvalidEventError) as caught:
+        event_from_proto(message, now=NOW, limits=DecodeLimits(max_keys=2, max_string_chars=10))
+    return caught.value
+
+
+def test_a_struct_that_fits_exactly_leaves_no_keys_for_the_next_one() -> None:
+    message = identify({"a": 1, "b": 2}, context=struct({}), integrations=struct({"c": True}))
+    assert refused(message, max_keys=2).field == "integrations.c"
+    assert decode(message, max_keys=3).integrations == {"c": True}
+
+
 def test_counting_keys_stops_at_the_limit() -> None:
     many, some = struct({f"k{i}": i for i in range(20_000)}), struct({f"k{i}": i for i in range(20)})
     calls = _calls(lambda: _try(many, max_keys=10))

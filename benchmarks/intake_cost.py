@@ -1,0 +1,134 @@
+"""What the intake costs per event, in process: the `Send` and `Stream` servicer paths without gRPC's transport.
+
+The bench's track events go through `EventServicer` (split, parse, validate, map, span, spool append, ack, the
+response message) into an in-memory spool and a pipeline that is not started (delivery held). No sockets, no
+threads, so the figures are repeatable:
+
+    # process-time median per event (noisy machine: compare side by side)
+    .venv/bin/python -m benchmarks.intake_cost send 5000
+    # instructions per event (noise-free): (Collected --once - Collected --build-only) / N
+    for run in --build-only --once; do valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
+      .venv/bin/python -m benchmarks.intake_cost send 2000 $run 2>&1 | grep Collected; done
+
+`send` runs batches of 100 events; `stream` one stream of N events. N stays under the delivery window (10,000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+from benchmarks.events import track_events
+from intercom_sidecar._generated.intercom_sidecar.v1 import service_pb2
+from intercom_sidecar.config import LimitsConfig, MappingConfig, QueueConfig, RetryConfig
+from intercom_sidecar.delivery.pipeline import Pipeline
+from intercom_sidecar.delivery.spool_memory import MemorySpool
+from intercom_sidecar.delivery.spooler import Spooler
+from intercom_sidecar.intake import Intake
+from intercom_sidecar.runtime import tune_garbage_collector
+from intercom_sidecar.server.servicer import EventServicer
+
+_BATCH = 100
+
+
+class _Context:
+    """The little of `grpc.aio.ServicerContext` the servicer uses on the happy path."""
+
+    def invocation_metadata(self) -> tuple[()]:
+        return ()
+
+
+class _Held:
+    async def send(self, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.Event().wait()
+
+
+async def _servicer() -> EventServicer:
+    spool = MemorySpool(max_events=1_000_000, max_bytes=1 << 40)
+    await spool.open()
+    pipeline = Pipeline(_Held(), QueueConfig(), RetryConfig())  # never started: held
+    spooler = Spooler(spool, pipeline)
+    tracer = TracerProvider(sampler=ALWAYS_OFF).get_tracer("intercom_sidecar")
+    intake = Intake(spooler, tracer, MappingConfig(), durable=True)
+    return EventServicer(intake, LimitsConfig())
+
+
+async def _send(servicer: EventServicer, requests: list[bytes]) -> int:
+    accepted = 0
+    for request in requests:
+        response = await servicer.Send(request, _Context())  # type: ignore[arg-type]
+        accepted += sum(ack.status == ack.STATUS_ACCEPTED for ack in response.acks)
+        response.SerializeToString()
+    return accepted
+
+
+async def _stream(servicer: EventServicer, messages: list[bytes]) -> int:
+    async def requests() -> AsyncIterator[bytes]:
+        for message in messages:
+            yield message
+            await asyncio.sleep(0)  # one message per loop turn, as gRPC delivers them
+
+    accepted = 0
+    async for ack in servicer.Stream(requests(), _Context()):  # type: ignore[arg-type]
+        accepted += ack.status == ack.STATUS_ACCEPTED
+        ack.SerializeToString()
+    return accepted
+
+
+async def _run(kind: str, events: int, tag: str, *, build_only: bool = False) -> float:
+    """CPU seconds for `events` events through a fresh sidecar intake."""
+    servicer = await _servicer()
+    messages = [event.SerializeToString() for event in track_events(events, 1000, tag)]
+    if build_only:  # the baseline of an instruction count: everything but the intake's work
+        messages = []
+        events = 0
+    tune_garbage_collector()  # as `serve` does
+    started = time.process_time()
+    if kind == "send":
+        requests = [
+            service_pb2.SendRequest.FromString(b"").SerializeToString()
+            + b"".join(b"\x0a" + _varint(len(m)) + m for m in messages[i : i + _BATCH])
+            for i in range(0, len(messages), _BATCH)
+        ]
+        started = time.process_time()
+        accepted = await _send(servicer, requests)
+    else:
+        accepted = await _stream(servicer, messages)
+    spent = time.process_time() - started
+    assert accepted == events, f"{accepted} of {events} accepted"
+    return spent
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def main(argv: Sequence[str]) -> int:
+    kind, events = argv[0], int(argv[1])
+    if "--once" in argv or "--build-only" in argv:
+        asyncio.run(_run(kind, events, "once", build_only="--build-only" in argv))
+        return 0
+    repeats = 15
+    per_event = [asyncio.run(_run(kind, events, f"r{n}")) / events * 1e6 for n in range(repeats)]
+    median, least = statistics.median(per_event), min(per_event)
+    print(f"{kind}: median {median:.1f} µs CPU per event (min {least:.1f}, {repeats} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
