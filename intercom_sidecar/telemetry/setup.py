@@ -17,11 +17,13 @@ from collections.abc import Mapping
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from intercom_sidecar import __version__
 from intercom_sidecar.errors import ConfigError
+from intercom_sidecar.telemetry.processor import QueueSpanProcessor
+from intercom_sidecar.telemetry.tracer import LeanTracerProvider
 
 __all__ = ["make_tracer_provider", "metric_readers"]
 
@@ -39,10 +41,10 @@ def make_tracer_provider(
     if exporter == "none" and not processors:
         # Nothing would see the spans: do not record them (a recorded span costs tens of microseconds per event).
         # Spans still get real trace ids, from the caller's traceparent or fresh, so every ack carries one.
-        return TracerProvider(resource=resource, sampler=ALWAYS_OFF)
-    provider = TracerProvider(resource=resource)
+        return LeanTracerProvider(resource=resource, sampler=ALWAYS_OFF)
+    provider = LeanTracerProvider(resource=resource)
     if exporter != "none":
-        provider.add_span_processor(BatchSpanProcessor(_span_exporter(exporter, env)))
+        provider.add_span_processor(QueueSpanProcessor(_span_exporter(exporter, env), env=env))
     for processor in processors:
         provider.add_span_processor(processor)
     return provider
@@ -66,13 +68,9 @@ def metric_readers(env: Mapping[str, str] | None = None) -> tuple[MetricReader, 
 def _span_exporter(exporter: str, env: Mapping[str, str]) -> SpanExporter:
     if exporter == "console":
         return ConsoleSpanExporter()
-    if _protocol(env) == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from intercom_sidecar.telemetry.exporters import GrpcSpanExporter, HttpSpanExporter
 
-        return OTLPSpanExporter()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
-
-    return HttpSpanExporter()
+    return GrpcSpanExporter() if _protocol(env) == "grpc" else HttpSpanExporter()
 
 
 def _choice(env: Mapping[str, str], key: str, signal_endpoint: str) -> str:
