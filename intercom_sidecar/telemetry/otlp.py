@@ -234,8 +234,9 @@ def _links(links: Iterable[Link]) -> bytes:
 
 def _span(span: ReadableSpan) -> bytes:
     """One Span message, its field tag and length included."""
-    if type(span) is ReadableSpan or type(span) is LeanSpan:
-        # The SDK's finished spans and the sidecar's own: their fields, without a property call for each.
+    kind_of_span = type(span)
+    if kind_of_span is LeanSpan or kind_of_span is ReadableSpan:
+        # The sidecar's own spans and the SDK's finished ones: their fields, without a property call for each.
         context = span._context
         parent = span._parent
         name = span._name
@@ -248,6 +249,10 @@ def _span(span: ReadableSpan) -> bytes:
         start, end = span.start_time, span.end_time
         attributes = span.attributes
         status = span.status
+    if kind_of_span is LeanSpan:
+        dropped, events, links = span._dropped_attributes, span._events, span._links  # type: ignore[attr-defined]
+    else:
+        dropped, events, links = span.dropped_attributes, span.events, span.links
     if context is None:
         raise ValueError("a span without a context")
     parts = [
@@ -271,13 +276,12 @@ def _span(span: ReadableSpan) -> bytes:
     )
     if attributes:
         parts.append(_attributes(b"\x4a", attributes))
-    dropped = span.dropped_attributes
     if dropped:
         parts.append(_dropped(0x50, dropped))
-    if span._events if type(span) is LeanSpan else span.events:
+    if events:
         parts += (_events(span), _dropped(0x60, span.dropped_events))
-    if span._links if type(span) is LeanSpan else span.links:
-        parts += (_links(span.links), _dropped(0x70, span.dropped_links))
+    if links:
+        parts += (_links(links), _dropped(0x70, span.dropped_links))
     parts += (
         b"\x7a\x00" if status is _UNSET else _status(status),
         _FLAGS.pack(0x85, 0x01, flags),

@@ -21,9 +21,10 @@ import time
 import weakref
 from collections.abc import Mapping
 
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context, attach, detach, set_value
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.trace import TraceFlags
 
 __all__ = ["QueueSpanProcessor"]
 
@@ -69,12 +70,9 @@ class QueueSpanProcessor(SpanProcessor):
 
             os.register_at_fork(after_in_child=after_fork)
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        pass
-
     def on_end(self, span: ReadableSpan) -> None:
-        context = span.context
-        if context is None or not context.trace_flags.sampled:
+        context = span._context  # what the `context` property returns, without the call
+        if context is None or not context.trace_flags & TraceFlags.SAMPLED:
             return
         queue = self._queue
         if len(queue) >= self._max_queue_size or self._shutdown:

@@ -7,6 +7,11 @@ or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) alone also means `otlp`; with nothing s
 `OTEL_EXPORTER_OTLP_*` settings (headers, certificates, timeouts) themselves. Metrics follow the same rules with
 `OTEL_METRICS_EXPORTER` (and the Prometheus endpoint, `INTERCOM_SIDECAR_METRICS_LISTEN`, works either way).
 Sampling (`OTEL_TRACES_SAMPLER`, read by the SDK) never changes delivery.
+
+The pieces are the sidecar's own, cheaper than the SDK's defaults for the same output: a `LeanTracerProvider`
+(`telemetry/tracer.py`, spans that are their own ReadableSpan), a `QueueSpanProcessor` (`telemetry/processor.py`,
+in place of BatchSpanProcessor, sized by `OTEL_BSP_*`) and OTLP exporters that send bytes written by
+`telemetry/otlp.py` (`telemetry/exporters.py`). Extra processors (tests) see the same spans.
 """
 
 from __future__ import annotations

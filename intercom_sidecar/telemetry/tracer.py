@@ -9,7 +9,8 @@ handed to `on_end` itself (it is immutable once ended), and its attributes are a
 by the same rules and limits (`OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, the
 event and link limits: `SpanLimits`). Sampling is the provider's sampler (`OTEL_TRACES_SAMPLER` and its argument);
 for the default (parent-based always-on) the decision is taken inline, with the same outcome. Processors get
-`on_start`, `_on_ending` and `on_end` as from the SDK.
+`on_start`, `_on_ending` and `on_end` as from the SDK (only the hooks a processor implements are called: the
+provider works out which when a processor is added).
 
 One lock, shared by all spans, makes `end()` happen once even if two threads race to it; everything else relies
 on a span being used by one thread at a time, as the sidecar does (each event's spans live on the event loop).
@@ -20,9 +21,10 @@ and tracer configurators.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from time import time_ns
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -39,7 +41,7 @@ from opentelemetry.sdk.trace import (
     SynchronousMultiSpanProcessor,
     TracerProvider,
 )
-from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.semconv.attributes.exception_attributes import (
@@ -51,7 +53,6 @@ from opentelemetry.semconv.attributes.exception_attributes import (
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util import types
-from opentelemetry.util._decorator import _agnosticcontextmanager
 
 __all__ = ["UNSET_STATUS", "LeanSpan", "LeanTracer", "LeanTracerProvider"]
 
@@ -61,9 +62,9 @@ _END_LOCK = threading.Lock()
 UNSET_STATUS = Status(StatusCode.UNSET)
 """The status of every LeanSpan whose status was never set (one object: encoders can test it by identity)."""
 _FLAGS = {
-    (sampled, random): TraceFlags(sampled * TraceFlags.SAMPLED | random * TraceFlags.RANDOM_TRACE_ID)
+    (sampled, random_ids): TraceFlags(sampled * TraceFlags.SAMPLED | random_ids * TraceFlags.RANDOM_TRACE_ID)
     for sampled in (False, True)
-    for random in (False, True)
+    for random_ids in (False, True)
 }
 _SIMPLE = (str, bool, int, float)
 _PARENT_BASED_ALWAYS_ON = ParentBased(ALWAYS_ON).get_description()  # type: ignore[no-untyped-call]
@@ -85,6 +86,7 @@ class LeanTracerProvider(TracerProvider):
         span_limits: SpanLimits | None = None,
     ) -> None:
         self._processors = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
+        self._hooks = _Hooks(())
         self._limits = span_limits or SpanLimits()
         super().__init__(
             sampler=sampler,
@@ -94,6 +96,10 @@ class LeanTracerProvider(TracerProvider):
             id_generator=id_generator,
             span_limits=self._limits,
         )
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        self._hooks = _Hooks(self._processors._span_processors)
 
     def get_tracer(
         self,
@@ -113,9 +119,11 @@ class LeanTracer(trace_api.Tracer):
     def __init__(self, provider: LeanTracerProvider, scope: InstrumentationScope) -> None:
         self._provider = provider
         self._scope = scope
-        self._processor: SpanProcessor = provider._processors
         self._limits = provider._limits
         self._ids = provider.id_generator
+        # The SDK's RandomIdGenerator draws from `random.getrandbits`; drawn here, a call less per id (a zero
+        # draw, invalid as an id, goes back to the generator, which draws again).
+        self._draw = random.getrandbits if type(provider.id_generator) is RandomIdGenerator else None
         self._random_ids = provider.id_generator.is_trace_id_random()
         self._sampler = provider.sampler
         # The two samplers the sidecar builds itself are decided inline, with the outcome theirs would have;
@@ -138,12 +146,13 @@ class LeanTracer(trace_api.Tracer):
         parent = parent_span.get_span_context() if parent_span is not None else None
         if parent is not None and not parent.is_valid:
             parent = None
+        draw = self._draw
         if parent is None:
-            trace_id = self._ids.generate_trace_id()
-            random = self._random_ids
+            trace_id = (draw(128) if draw else 0) or self._ids.generate_trace_id()
+            random_ids = self._random_ids
         else:
             trace_id = parent.trace_id
-            random = parent.trace_flags.random_trace_id
+            random_ids = parent.trace_flags.random_trace_id
         if self._inline is _INLINE_ON:  # parent-based always-on: sampled unless the parent was not
             sampled = recording = parent is None or parent.trace_flags.sampled
             trace_state = parent.trace_state if parent is not None else None
@@ -156,7 +165,8 @@ class LeanTracer(trace_api.Tracer):
             recording = result.decision.is_recording()  # type: ignore[no-untyped-call]
             trace_state = result.trace_state
             attributes = result.attributes
-        span_context = SpanContext(trace_id, self._ids.generate_span_id(), False, _FLAGS[sampled, random], trace_state)
+        span_id = (draw(64) if draw else 0) or self._ids.generate_span_id()
+        span_context = SpanContext(trace_id, span_id, False, _FLAGS[sampled, random_ids], trace_state)
         if not recording:
             return trace_api.NonRecordingSpan(span_context)
         span = LeanSpan(
@@ -167,7 +177,7 @@ class LeanTracer(trace_api.Tracer):
             self._scope,
             kind,
             self._limits,
-            self._processor,
+            self._provider._hooks,
             record_exception,
             set_status_on_exception,
         )
@@ -176,11 +186,11 @@ class LeanTracer(trace_api.Tracer):
         if links:
             span._set_links(links)
         span._start_time = start_time if start_time is not None else time_ns()
-        self._processor.on_start(span, parent_context=context)  # type: ignore[arg-type]  # a ReadableSpan, not an SDK Span
+        for on_start in span._hooks.starting:
+            on_start(span, parent_context=context)
         return span
 
-    @_agnosticcontextmanager
-    def start_as_current_span(
+    def start_as_current_span(  # type: ignore[override]  # a `with` block, not also a decorator
         self,
         name: str,
         context: context_api.Context | None = None,
@@ -191,25 +201,65 @@ class LeanTracer(trace_api.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
         end_on_exit: bool = True,
-    ) -> Iterator[trace_api.Span]:
-        """As the SDK's: the span is current inside the block; an Exception escaping it is recorded (unless
-        `record_exception` is False) and sets an ERROR status (unless `set_status_on_exception` is False)."""
+    ) -> _CurrentSpan:
+        """As the SDK's, for a `with` block: the span is current inside it; an Exception escaping it is recorded
+        (unless `record_exception` is False) and sets an ERROR status (unless `set_status_on_exception` is
+        False). One small object instead of the SDK's two generator-based context managers."""
         span = self.start_span(
             name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
         )
-        token = context_api.attach(context_api.set_value(_SPAN_KEY, span))
+        return _CurrentSpan(span, record_exception, set_status_on_exception, end_on_exit)
+
+
+class _Hooks:
+    """The span processors' hooks, each only where a processor implements it (SpanProcessor's are no-ops)."""
+
+    __slots__ = ("ended", "ending", "starting")
+
+    def __init__(self, processors: Sequence[SpanProcessor]) -> None:
+        base = SpanProcessor
+        self.starting: tuple[Callable[..., None], ...] = tuple(
+            processor.on_start for processor in processors if type(processor).on_start is not base.on_start
+        )
+        self.ending: tuple[Callable[[LeanSpan], None], ...] = tuple(
+            processor._on_ending  # type: ignore[misc]  # an SDK Span expected; a ReadableSpan like it
+            for processor in processors
+            if type(processor)._on_ending is not base._on_ending
+        )
+        self.ended: tuple[Callable[[LeanSpan], None], ...] = tuple(
+            processor.on_end for processor in processors if type(processor).on_end is not base.on_end
+        )
+
+
+class _CurrentSpan:
+    """What `trace.use_span(span, end_on_exit=...)` does, as a plain context manager."""
+
+    __slots__ = ("_end_on_exit", "_record_exception", "_set_status_on_exception", "_span", "_token")
+
+    def __init__(self, span: trace_api.Span, record_exception: bool, set_status: bool, end_on_exit: bool) -> None:
+        self._span = span
+        self._record_exception = record_exception
+        self._set_status_on_exception = set_status
+        self._end_on_exit = end_on_exit
+        self._token: object = None
+
+    def __enter__(self) -> trace_api.Span:
+        self._token = context_api.attach(context_api.set_value(_SPAN_KEY, self._span))
+        return self._span
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        span = self._span
+        context_api.detach(self._token)  # type: ignore[arg-type]
         try:
-            yield span
-        except Exception as error:
-            if span.is_recording():
-                if record_exception:
+            if isinstance(error, Exception) and span.is_recording():
+                if self._record_exception:
                     span.record_exception(error)
-                if set_status_on_exception:
+                if self._set_status_on_exception:
                     span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-            raise
         finally:
-            context_api.detach(token)
-            if end_on_exit:
+            if self._end_on_exit:
                 span.end()
 
 
@@ -225,7 +275,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         scope: InstrumentationScope,
         kind: SpanKind,
         limits: SpanLimits,
-        processor: SpanProcessor,
+        hooks: _Hooks,
         record_exception: bool,
         set_status_on_exception: bool,
     ) -> None:
@@ -244,7 +294,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         self._start_time: int | None = None
         self._end_time: int | None = None
         self._limits = limits
-        self._processor = processor
+        self._hooks = hooks
         self._record_exception = record_exception
         self._set_status_on_exception = set_status_on_exception
         self._dropped_attributes = 0
@@ -397,8 +447,11 @@ class LeanSpan(trace_api.Span, ReadableSpan):
                 _log.warning("Calling end() on an ended span.")
                 return
             self._end_time = end_time if end_time is not None else time_ns()
-        self._processor._on_ending(self)  # type: ignore[arg-type]
-        self._processor.on_end(self)
+        hooks = self._hooks
+        for on_ending in hooks.ending:
+            on_ending(self)
+        for on_end in hooks.ended:
+            on_end(self)
 
     def __exit__(
         self,
