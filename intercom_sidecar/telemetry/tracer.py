@@ -266,6 +266,16 @@ class _CurrentSpan:
 class LeanSpan(trace_api.Span, ReadableSpan):
     """A recording span that is its own ReadableSpan. Made by `LeanTracer` only."""
 
+    # Fields most spans never change start as class attributes (a span that changes one gets its own).
+    _instrumentation_info = None
+    _events: tuple[Event, ...] | list[Event] = ()
+    _links: tuple[Link, ...] = ()
+    _status = UNSET_STATUS
+    _end_time: int | None = None
+    _dropped_attributes = 0
+    _dropped_events = 0
+    _dropped_links = 0
+
     def __init__(
         self,
         name: str,
@@ -286,20 +296,12 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         self._kind = kind
         self._resource = resource
         self._instrumentation_scope = scope
-        self._instrumentation_info = None
         self._attributes: dict[str, types.AnyValue] = {}
-        self._events: list[Event] = []
-        self._links: tuple[Link, ...] = ()
-        self._status = UNSET_STATUS
         self._start_time: int | None = None
-        self._end_time: int | None = None
         self._limits = limits
         self._hooks = hooks
         self._record_exception = record_exception
         self._set_status_on_exception = set_status_on_exception
-        self._dropped_attributes = 0
-        self._dropped_events = 0
-        self._dropped_links = 0
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(name="{self._name}", context={self._context})'
@@ -374,9 +376,9 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         bounded = BoundedAttributes(
             limits.max_event_attributes, attributes, immutable=True, max_value_len=limits.max_attribute_length
         )
-        self._events.append(Event(name, bounded, timestamp))
-        if limits.max_events is not None and len(self._events) > limits.max_events:
-            del self._events[0]  # as BoundedList: the oldest goes
+        events = self._events = [*self._events, Event(name, bounded, timestamp)]
+        if limits.max_events is not None and len(events) > limits.max_events:
+            del events[0]  # as BoundedList: the oldest goes
             self._dropped_events += 1
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
