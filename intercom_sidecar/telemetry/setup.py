@@ -7,6 +7,11 @@ or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) alone also means `otlp`; with nothing s
 `OTEL_EXPORTER_OTLP_*` settings (headers, certificates, timeouts) themselves. Metrics follow the same rules with
 `OTEL_METRICS_EXPORTER` (and the Prometheus endpoint, `INTERCOM_SIDECAR_METRICS_LISTEN`, works either way).
 Sampling (`OTEL_TRACES_SAMPLER`, read by the SDK) never changes delivery.
+
+The pieces are the sidecar's own, cheaper than the SDK's defaults for the same output: a `LeanTracerProvider`
+(`telemetry/tracer.py`, spans that are their own ReadableSpan), a `QueueSpanProcessor` (`telemetry/processor.py`,
+in place of BatchSpanProcessor, sized by `OTEL_BSP_*`) and OTLP exporters that send bytes written by
+`telemetry/otlp.py` (`telemetry/exporters.py`). Extra processors (tests) see the same spans.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ from collections.abc import Mapping
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from intercom_sidecar import __version__
 from intercom_sidecar.errors import ConfigError
+from intercom_sidecar.telemetry.processor import QueueSpanProcessor
+from intercom_sidecar.telemetry.tracer import LeanTracerProvider
 
 __all__ = ["make_tracer_provider", "metric_readers"]
 
@@ -39,10 +46,10 @@ def make_tracer_provider(
     if exporter == "none" and not processors:
         # Nothing would see the spans: do not record them (a recorded span costs tens of microseconds per event).
         # Spans still get real trace ids, from the caller's traceparent or fresh, so every ack carries one.
-        return TracerProvider(resource=resource, sampler=ALWAYS_OFF)
-    provider = TracerProvider(resource=resource)
+        return LeanTracerProvider(resource=resource, sampler=ALWAYS_OFF)
+    provider = LeanTracerProvider(resource=resource)
     if exporter != "none":
-        provider.add_span_processor(BatchSpanProcessor(_span_exporter(exporter, env)))
+        provider.add_span_processor(QueueSpanProcessor(_span_exporter(exporter, env), env=env))
     for processor in processors:
         provider.add_span_processor(processor)
     return provider
@@ -66,13 +73,9 @@ def metric_readers(env: Mapping[str, str] | None = None) -> tuple[MetricReader, 
 def _span_exporter(exporter: str, env: Mapping[str, str]) -> SpanExporter:
     if exporter == "console":
         return ConsoleSpanExporter()
-    if _protocol(env) == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from intercom_sidecar.telemetry.exporters import GrpcSpanExporter, HttpSpanExporter
 
-        return OTLPSpanExporter()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
-
-    return HttpSpanExporter()
+    return GrpcSpanExporter() if _protocol(env) == "grpc" else HttpSpanExporter()
 
 
 def _choice(env: Mapping[str, str], key: str, signal_endpoint: str) -> str:

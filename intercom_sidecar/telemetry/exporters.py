@@ -1,0 +1,82 @@
+"""The OTLP span exporters, over gRPC and over HTTP, sending what `telemetry/otlp.py` encodes.
+
+Each is the SDK's exporter for its protocol (so every `OTEL_EXPORTER_OTLP_*` setting it reads, endpoint, headers,
+certificates, compression, timeout, and its retries, are the SDK's), with one change: the request body is written
+by the sidecar's encoder instead of being built as protobuf objects. Over gRPC the bytes go out through the same
+channel, on the `TraceService/Export` method, without being parsed again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import grpc
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as SdkGrpcSpanExporter
+from opentelemetry.exporter.otlp.proto.http._common import RequestPayloadTooLargeError, _is_request_too_large
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as SdkHttpSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
+
+from intercom_sidecar.telemetry.otlp import encode_spans
+
+__all__ = ["GrpcSpanExporter", "HttpSpanExporter"]
+
+_log = logging.getLogger(__name__)
+
+_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+class GrpcSpanExporter(SdkGrpcSpanExporter):
+    """OTLP over gRPC (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`, the default)."""
+
+    def _initialize_channel_and_stub(self) -> None:
+        super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]
+        self._client = _BytesStub(self._channel)  # type: ignore[assignment,arg-type]
+
+    def _translate_data(self, data: Sequence[ReadableSpan]) -> bytes:  # type: ignore[override]
+        return encode_spans(data)
+
+
+class _BytesStub:
+    """`TraceService.Export` taking the request already serialised (no request serializer: bytes go as they are)."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.Export = channel.unary_unary(
+            _EXPORT_METHOD,
+            request_serializer=None,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+        )
+
+
+class HttpSpanExporter(SdkHttpSpanExporter):
+    """OTLP over HTTP (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`): the SDK exporter's `export`, with this
+    encoder."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown:
+            _log.warning("Exporter already shutdown, ignoring batch")
+            return SpanExportResult.FAILURE
+        with self._metrics.export_operation(len(spans)) as result:
+            serialized = encode_spans(spans)
+            if _is_request_too_large(serialized, self._max_request_size):
+                _log.warning(
+                    "Dropping span batch: serialized size %d bytes exceeds max_request_size %d bytes.",
+                    len(serialized),
+                    self._max_request_size,
+                )
+                result.error = RequestPayloadTooLargeError(
+                    f"Serialized span request size {len(serialized)} bytes exceeds max_request_size "
+                    f"{self._max_request_size} bytes."
+                )
+                return SpanExportResult.FAILURE
+            exported = self._client.export(serialized)
+            if not exported.success:
+                result.error = exported.error
+                result.error_attrs = (
+                    {HTTP_RESPONSE_STATUS_CODE: exported.status_code} if exported.status_code is not None else None
+                )
+                return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS

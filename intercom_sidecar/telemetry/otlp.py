@@ -1,0 +1,366 @@
+"""OTLP wire bytes of finished spans, written directly: an `ExportTraceServiceRequest` without protobuf objects.
+
+The SDK's encoder (`opentelemetry-exporter-otlp-proto-common`) builds a Python protobuf message per span, per
+attribute and per value, then serialises the tree: about 160,000 instructions per span, more than recording it.
+This one writes the same protobuf wire format straight from the spans' fields, with what never changes encoded once
+(the resource, the scope, attribute keys, span names): the bytes decode to the same `ExportTraceServiceRequest` as
+the SDK encoder's for the same spans (a test holds it to that), for any span the SDK can export.
+
+    ExportTraceServiceRequest  1: ResourceSpans*
+    ResourceSpans              1: Resource  2: ScopeSpans*  3: schema_url
+    ScopeSpans                 1: InstrumentationScope  2: Span*  3: schema_url
+    Span                       1: trace_id  2: span_id  3: trace_state  4: parent_span_id  5: name  6: kind
+                               7: start (fixed64)  8: end (fixed64)  9: KeyValue*  10: dropped attributes
+                               11: Event*  12: dropped events  13: Link*  14: dropped links  15: Status
+                               16: flags (fixed32)
+
+As in the SDK encoder, an attribute whose value cannot be encoded (an int beyond 64 bits, an unknown type) is left
+out and logged; a string that is not valid UTF-8 (a lone surrogate) is written with `?` in its place.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from intercom_sidecar.telemetry.tracer import UNSET_STATUS as _UNSET
+from intercom_sidecar.telemetry.tracer import LeanSpan
+
+__all__ = ["encode_spans"]
+
+_log = logging.getLogger(__name__)
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_CACHE_LIMIT = 4096  # distinct keys and names kept encoded (a bound in case names ever came from data)
+
+_SPAN_FLAGS_HAS_IS_REMOTE = 0x100
+_SPAN_FLAGS_IS_REMOTE = 0x200
+
+_TIMES = struct.Struct("<BQBQ")  # tag 7 fixed64 start, tag 8 fixed64 end
+_FLAGS = struct.Struct("<BBI")  # tag 16 (two bytes) fixed32 flags
+_FIXED64 = struct.Struct("<BQ")
+_DOUBLE = struct.Struct("<Bd")
+_LINK_FLAGS = struct.Struct("<BI")
+
+_KIND = {
+    SpanKind.INTERNAL: b"\x30\x01",
+    SpanKind.SERVER: b"\x30\x02",
+    SpanKind.CLIENT: b"\x30\x03",
+    SpanKind.PRODUCER: b"\x30\x04",
+    SpanKind.CONSUMER: b"\x30\x05",
+}
+_SHORT_VARINTS = [bytes((number,)) for number in range(128)]
+
+
+def _varint(value: int) -> bytes:
+    """Unsigned LEB128 (negative int64 values as their 64-bit two's complement, as protobuf writes them)."""
+    if 0 <= value < 128:
+        return _SHORT_VARINTS[value]
+    value &= 0xFFFFFFFFFFFFFFFF
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: tag, length, payload."""
+    length = len(payload)
+    return tag + (_SHORT_VARINTS[length] if length < 128 else _varint(length)) + payload
+
+
+def _text(value: str) -> bytes:
+    try:
+        return value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace")
+
+
+_key_cache: dict[str, bytes] = {}
+_name_cache: dict[str, bytes] = {}
+
+
+def _key(key: str) -> bytes:
+    """KeyValue field 1, the key, encoded once per distinct key."""
+    encoded = _key_cache.get(key)
+    if encoded is None:
+        encoded = _field(b"\x0a", _text(key))
+        if len(_key_cache) < _CACHE_LIMIT:
+            _key_cache[key] = encoded
+    return encoded
+
+
+def _name(name: str) -> bytes:
+    """Span field 5, the name, encoded once per distinct name."""
+    encoded = _name_cache.get(name)
+    if encoded is None:
+        encoded = _field(b"\x2a", _text(name))
+        if len(_name_cache) < _CACHE_LIMIT:
+            _name_cache[name] = encoded
+    return encoded
+
+
+def _any_value(value: Any) -> bytes:
+    """The body of an AnyValue (a oneof: even a zero or an empty string is written)."""
+    kind = type(value)
+    if kind is str:
+        return _field(b"\x0a", _text(value))
+    if kind is bool:
+        return b"\x10\x01" if value else b"\x10\x00"
+    if kind is int:
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"{value} does not fit in 64 bits")
+        return b"\x18" + _varint(value)
+    if kind is float:
+        return _DOUBLE.pack(0x21, value)
+    if value is None:
+        return b""
+    return _any_value_slow(value)
+
+
+def _any_value_slow(value: Any) -> bytes:
+    """Subclasses of the simple types, bytes, sequences and mappings, in the SDK encoder's order of checks."""
+    if isinstance(value, bool):
+        return _any_value(bool(value))
+    if isinstance(value, str):
+        return _any_value(str(value))
+    if isinstance(value, int):
+        return _any_value(int(value))
+    if isinstance(value, float):
+        return _any_value(float(value))
+    if isinstance(value, bytes):
+        return _field(b"\x3a", value)
+    if isinstance(value, Sequence):
+        return _field(b"\x2a", b"".join([_field(b"\x0a", _any_value(item)) for item in value]))
+    if isinstance(value, Mapping):
+        pairs = [_field(b"\x0a", _key(str(key)) + _field(b"\x12", _any_value(item))) for key, item in value.items()]
+        return _field(b"\x32", b"".join(pairs))
+    raise TypeError(f"invalid type {type(value).__name__} of an attribute value")
+
+
+def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
+    """Repeated KeyValue under `tag`; an attribute that cannot be encoded is left out, as the SDK encoder does."""
+    if not attributes:
+        return b""
+    parts: list[bytes] = []
+    for key, value in attributes.items():
+        key_field = _key_cache.get(key) or _key(key)
+        if type(value) is str:  # the common case, inline: tag, KeyValue(key, AnyValue(string_value))
+            try:
+                encoded = value.encode()
+            except UnicodeEncodeError:
+                encoded = _text(value)
+            length = len(encoded)
+            if length < 124 and len(key_field) < 124 - length:
+                parts += (
+                    tag,
+                    _SHORT_VARINTS[len(key_field) + length + 4],
+                    key_field,
+                    b"\x12",
+                    _SHORT_VARINTS[length + 2],
+                    b"\x0a",
+                    _SHORT_VARINTS[length],
+                    encoded,
+                )
+                continue
+        try:
+            parts.append(_field(tag, key_field + _field(b"\x12", _any_value(value))))
+        except (TypeError, ValueError) as error:
+            _log.warning("Span attribute `%s` left out of the export: %s.", key, error)
+    return b"".join(parts)
+
+
+def _dropped(tag: int, count: int) -> bytes:
+    return bytes((tag,)) + _varint(count) if count else b""
+
+
+def _status(status: Status | None) -> bytes:
+    if status is None:
+        return b""
+    code = status.status_code
+    description = status.description
+    if code is StatusCode.UNSET and not description:
+        return b"\x7a\x00"
+    body = _field(b"\x12", _text(description)) if description else b""
+    if code is StatusCode.OK:
+        body += b"\x18\x01"
+    elif code is StatusCode.ERROR:
+        body += b"\x18\x02"
+    elif code.value:
+        body += b"\x18" + _varint(code.value)
+    return _field(b"\x7a", body)
+
+
+def _events(span: ReadableSpan) -> bytes:
+    parts = []
+    for event in span.events:
+        body = (
+            _FIXED64.pack(0x09, event.timestamp)
+            + _field(b"\x12", _text(event.name))
+            + _attributes(b"\x1a", event.attributes)
+            + _dropped(0x20, event.dropped_attributes)
+        )
+        parts.append(_field(b"\x5a", body))
+    return b"".join(parts)
+
+
+def _links(links: Iterable[Link]) -> bytes:
+    parts = []
+    for link in links:
+        context = link.context
+        flags = _SPAN_FLAGS_HAS_IS_REMOTE | (_SPAN_FLAGS_IS_REMOTE if context.is_remote else 0)
+        body = (
+            b"\x0a\x10"
+            + context.trace_id.to_bytes(16, "big")
+            + b"\x12\x08"
+            + context.span_id.to_bytes(8, "big")
+            + _attributes(b"\x22", link.attributes)
+            + _dropped(0x28, link.dropped_attributes)
+            + _LINK_FLAGS.pack(0x35, flags)
+        )
+        parts.append(_field(b"\x6a", body))
+    return b"".join(parts)
+
+
+def _span(span: ReadableSpan) -> bytes:
+    """One Span message, its field tag and length included."""
+    kind_of_span = type(span)
+    if kind_of_span is LeanSpan or kind_of_span is ReadableSpan:
+        # The sidecar's own spans and the SDK's finished ones: their fields, without a property call for each.
+        context = span._context
+        parent = span._parent
+        name = span._name
+        kind = span._kind
+        start, end = span._start_time, span._end_time
+        attributes = span._attributes
+        status = span._status
+    else:
+        context, parent, name, kind = span.context, span.parent, span.name, span.kind
+        start, end = span.start_time, span.end_time
+        attributes = span.attributes
+        status = span.status
+    if kind_of_span is LeanSpan:
+        dropped, events, links = span._dropped_attributes, span._events, span._links  # type: ignore[attr-defined]
+    else:
+        dropped, events, links = span.dropped_attributes, span.events, span.links
+    if context is None:
+        raise ValueError("a span without a context")
+    parts = [
+        b"\x0a\x10",
+        context.trace_id.to_bytes(16, "big"),
+        b"\x12\x08",
+        context.span_id.to_bytes(8, "big"),
+    ]
+    trace_state = context.trace_state
+    if trace_state:
+        parts.append(_field(b"\x1a", _text(",".join(f"{key}={value}" for key, value in trace_state.items()))))
+    flags = _SPAN_FLAGS_HAS_IS_REMOTE
+    if parent is not None:
+        parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
+        if parent.is_remote:
+            flags |= _SPAN_FLAGS_IS_REMOTE
+    parts += (
+        _name_cache.get(name) or _name(name),
+        b"\x30\x01" if kind is SpanKind.INTERNAL else _KIND[kind],
+        _TIMES.pack(0x39, start or 0, 0x41, end or 0),
+    )
+    if attributes:
+        parts.append(_attributes(b"\x4a", attributes))
+    if dropped:
+        parts.append(_dropped(0x50, dropped))
+    if events:
+        parts += (_events(span), _dropped(0x60, span.dropped_events))
+    if links:
+        parts += (_links(links), _dropped(0x70, span.dropped_links))
+    parts += (
+        b"\x7a\x00" if status is _UNSET else _status(status),
+        _FLAGS.pack(0x85, 0x01, flags),
+    )
+    body = b"".join(parts)
+    length = len(body)
+    return b"\x12" + (_SHORT_VARINTS[length] if length < 128 else _varint(length)) + body
+
+
+class _Encoded:
+    """What a resource or a scope encodes to, kept for as long as the object itself (looked up by identity: a
+    Resource's own hash serialises its attributes to JSON every time)."""
+
+    def __init__(self) -> None:
+        self._resources: dict[int, tuple[Resource, bytes]] = {}
+        self._scopes: dict[int, tuple[InstrumentationScope | None, bytes, bytes]] = {}
+
+    def resource(self, resource: Resource) -> bytes:
+        known = self._resources.get(id(resource))
+        if known is not None and known[0] is resource:
+            return known[1]
+        body = _field(b"\x0a", _attributes(b"\x0a", resource.attributes))
+        if len(self._resources) >= _CACHE_LIMIT:
+            self._resources.clear()
+        self._resources[id(resource)] = (resource, body)
+        return body
+
+    def scope(self, scope: InstrumentationScope | None) -> tuple[bytes, bytes]:
+        """The scope field and the schema_url field of a ScopeSpans."""
+        known = self._scopes.get(id(scope))
+        if known is not None and known[0] is scope:
+            return known[1], known[2]
+        body = b""
+        schema_url = b""
+        if scope is not None:
+            if scope.name:
+                body += _field(b"\x0a", _text(scope.name))
+            if scope.version:
+                body += _field(b"\x12", _text(scope.version))
+            body += _attributes(b"\x1a", scope.attributes)
+            if scope.schema_url:
+                schema_url = _field(b"\x1a", _text(scope.schema_url))
+        encoded = _field(b"\x0a", body)
+        if len(self._scopes) >= _CACHE_LIMIT:
+            self._scopes.clear()
+        self._scopes[id(scope)] = (scope, encoded, schema_url)
+        return encoded, schema_url
+
+
+_encoded = _Encoded()
+
+
+def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
+    """The serialised `ExportTraceServiceRequest` of `spans`, grouped by resource then scope as the SDK does.
+
+    A span that cannot be encoded at all (no context) is left out and logged; the others are still sent."""
+    groups: dict[int, tuple[Resource, dict[int, tuple[InstrumentationScope | None, list[bytes]]]]] = {}
+    for span in spans:
+        try:
+            encoded = _span(span)
+        except (TypeError, ValueError, AttributeError, KeyError) as error:
+            _log.warning("Span `%s` left out of the export: %s.", getattr(span, "name", "?"), error)
+            continue
+        resource = span.resource
+        scope = span.instrumentation_scope or None
+        by_scope = groups.get(id(resource))
+        if by_scope is None:
+            by_scope = groups[id(resource)] = (resource, {})
+        in_scope = by_scope[1].get(id(scope))
+        if in_scope is None:
+            in_scope = by_scope[1][id(scope)] = (scope, [])
+        in_scope[1].append(encoded)
+    out = []
+    for resource, scopes in groups.values():
+        parts = [_encoded.resource(resource)]
+        for scope, encoded_spans in scopes.values():
+            scope_field, schema_url = _encoded.scope(scope)
+            parts.append(_field(b"\x12", scope_field + b"".join(encoded_spans) + schema_url))
+        if resource.schema_url:
+            parts.append(_field(b"\x1a", _text(resource.schema_url)))
+        out.append(_field(b"\x0a", b"".join(parts)))
+    return b"".join(out)

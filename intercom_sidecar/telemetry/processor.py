@@ -1,0 +1,164 @@
+"""A lean batching span processor: what BatchSpanProcessor does, with less work per span on the event loop.
+
+`on_end` appends the span to a bounded queue and returns; when the queue is full the span is dropped and counted
+(`dropped_spans`, and one warning per export round that saw drops), so tracing never grows memory or blocks intake.
+A worker thread exports in batches: as soon as a full batch is queued, else every schedule delay, whatever is
+there. `force_flush` exports everything queued from the calling thread; `shutdown` stops the worker after a last
+export of everything queued, then shuts the exporter down. Exports never overlap (one lock), and run with
+instrumentation suppressed, as the SDK's processor does.
+
+The standard variables size it as they size the SDK's BatchSpanProcessor: `OTEL_BSP_MAX_QUEUE_SIZE` (2048),
+`OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (512, at most the queue size) and `OTEL_BSP_SCHEDULE_DELAY` (5000 ms).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.trace import TraceFlags
+
+__all__ = ["QueueSpanProcessor"]
+
+_log = logging.getLogger(__name__)
+
+_DEFAULT_MAX_QUEUE_SIZE = 2048
+_DEFAULT_MAX_BATCH = 512
+_DEFAULT_SCHEDULE_DELAY_MILLIS = 5000.0
+
+
+class QueueSpanProcessor(SpanProcessor):
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        *,
+        max_queue_size: int | None = None,
+        max_export_batch_size: int | None = None,
+        schedule_delay_millis: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if env is None else env
+        self._exporter = exporter
+        self._max_queue_size = max_queue_size or _positive(env, "OTEL_BSP_MAX_QUEUE_SIZE", _DEFAULT_MAX_QUEUE_SIZE)
+        batch = max_export_batch_size or _positive(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", _DEFAULT_MAX_BATCH)
+        self._max_batch = min(batch, self._max_queue_size)
+        delay = schedule_delay_millis or _positive(env, "OTEL_BSP_SCHEDULE_DELAY", _DEFAULT_SCHEDULE_DELAY_MILLIS)
+        self._delay = delay / 1000
+        self._queue: collections.deque[ReadableSpan] = collections.deque()
+        self._wake = threading.Event()
+        self._export_lock = threading.Lock()
+        self._shutdown = False
+        self.dropped_spans = 0
+        """Spans dropped because the queue was full (or ended after shutdown)."""
+        self._dropped_reported = 0
+        self._worker = self._start_worker()
+        if hasattr(os, "register_at_fork"):  # a forked child gets an empty queue and its own worker
+            reinit = weakref.WeakMethod(self._after_fork)
+
+            def after_fork() -> None:
+                method = reinit()
+                if method is not None:
+                    method()
+
+            os.register_at_fork(after_in_child=after_fork)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span._context  # what the `context` property returns, without the call
+        if context is None or not context.trace_flags & TraceFlags.SAMPLED:
+            return
+        queue = self._queue
+        if len(queue) >= self._max_queue_size or self._shutdown:
+            self.dropped_spans += 1
+            return
+        queue.append(span)
+        if len(queue) >= self._max_batch and not self._wake.is_set():
+            self._wake.set()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Export everything queued now; False when the deadline passed first (or after shutdown)."""
+        if self._shutdown:
+            return False
+        return self._export(full_batches_only=False, deadline=time.monotonic() + timeout_millis / 1000)
+
+    def shutdown(self) -> None:
+        if self._shutdown:
+            return
+        self._shutdown = True
+        self._wake.set()
+        self._worker.join()
+        self._exporter.shutdown()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def _start_worker(self) -> threading.Thread:
+        worker = threading.Thread(target=self._work, name="intercom_sidecar-span-export", daemon=True)
+        worker.start()
+        return worker
+
+    def _work(self) -> None:
+        while not self._shutdown:
+            woken = self._wake.wait(self._delay)
+            self._wake.clear()
+            if self._shutdown:
+                break
+            self._export(full_batches_only=woken)
+        self._export(full_batches_only=False)
+
+    def _export(self, *, full_batches_only: bool, deadline: float | None = None) -> bool:
+        """Export queued spans in batches (only full ones when asked); True when none is left behind."""
+        queue = self._queue
+        with self._export_lock:
+            while queue and (len(queue) >= self._max_batch or not full_batches_only):
+                if deadline is not None and time.monotonic() > deadline:
+                    return False
+                batch = [queue.popleft() for _ in range(min(self._max_batch, len(queue)))]
+                token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+                try:
+                    self._exporter.export(batch)
+                except Exception:
+                    _log.exception("The span exporter failed; %d spans lost.", len(batch))
+                finally:
+                    detach(token)
+            self._report_drops()
+        return True
+
+    def _report_drops(self) -> None:
+        dropped = self.dropped_spans
+        if dropped > self._dropped_reported:
+            _log.warning(
+                "Dropped %d spans: the export queue (OTEL_BSP_MAX_QUEUE_SIZE=%d) was full.",
+                dropped - self._dropped_reported,
+                self._max_queue_size,
+            )
+            self._dropped_reported = dropped
+
+    def _after_fork(self) -> None:
+        self._queue.clear()
+        self._wake = threading.Event()
+        self._export_lock = threading.Lock()
+        if not self._shutdown:
+            self._worker = self._start_worker()
+
+
+def _positive(env: Mapping[str, str], key: str, default: float) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return int(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        _log.warning("`%s` must be a positive integer, got %r; using %d.", key, raw, int(default))
+        return int(default)
+    return value

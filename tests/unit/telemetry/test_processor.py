@@ -1,0 +1,157 @@
+"""QueueSpanProcessor: batches, the schedule delay, a bounded queue that drops and counts, flush and shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanContext, TraceFlags
+
+from intercom_sidecar.telemetry.processor import QueueSpanProcessor
+
+WAIT = 10.0  # seconds: a bound on waiting for the worker thread, never a pause
+
+
+class Recorder(SpanExporter):
+    def __init__(self, *, hold: bool = False, fail: bool = False) -> None:
+        self.batches: list[list[str]] = []
+        self.exported = threading.Event()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
+        self.fail = fail
+        self.shut_down = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.entered.set()
+        assert self.release.wait(WAIT)
+        self.batches.append([span.name for span in spans])
+        self.exported.set()
+        if self.fail:
+            raise RuntimeError("collector gone")
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.shut_down = True
+
+
+def span(name: str, *, sampled: bool = True) -> ReadableSpan:
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else 0)
+    return ReadableSpan(name, context=SpanContext(1, 2, is_remote=False, trace_flags=flags), start_time=1, end_time=2)
+
+
+@pytest.fixture
+def processors() -> Iterator[list[QueueSpanProcessor]]:
+    made: list[QueueSpanProcessor] = []
+    yield made
+    for processor in made:
+        processor.shutdown()
+
+
+def make(processors: list[QueueSpanProcessor], exporter: Recorder, **options: int) -> QueueSpanProcessor:
+    processor = QueueSpanProcessor(exporter, env={}, **options)  # type: ignore[arg-type]
+    processors.append(processor)
+    return processor
+
+
+def test_a_full_batch_is_exported_at_once(processors: list[QueueSpanProcessor]) -> None:
+    exporter = Recorder()
+    processor = make(processors, exporter, max_export_batch_size=3, schedule_delay_millis=3_600_000)
+    for number in range(3):
+        processor.on_end(span(f"s{number}"))
+    assert exporter.exported.wait(WAIT)
+    assert exporter.batches == [["s0", "s1", "s2"]]
+
+
+def test_a_partial_batch_goes_after_the_schedule_delay(processors: list[QueueSpanProcessor]) -> None:
+    exporter = Recorder()
+    processor = make(processors, exporter, max_export_batch_size=100, schedule_delay_millis=10)
+    processor.on_end(span("alone"))
+    assert exporter.exported.wait(WAIT)
+    assert exporter.batches == [["alone"]]
+
+
+def test_unsampled_spans_are_not_exported(processors: list[QueueSpanProcessor]) -> None:
+    exporter = Recorder()
+    processor = make(processors, exporter, schedule_delay_millis=3_600_000)
+    processor.on_end(span("not sampled", sampled=False))
+    processor.on_end(span("sampled"))
+    assert processor.force_flush()
+    assert exporter.batches == [["sampled"]]
+
+
+def test_a_full_queue_drops_and_counts(processors: list[QueueSpanProcessor], caplog: pytest.LogCaptureFixture) -> None:
+    exporter = Recorder(hold=True)
+    processor = make(processors, exporter, max_queue_size=2, max_export_batch_size=1, schedule_delay_millis=3_600_000)
+    processor.on_end(span("first"))
+    assert exporter.entered.wait(WAIT)  # the worker took it and is held in export: the queue is empty again
+    for name in ("second", "third", "dropped", "dropped too"):
+        processor.on_end(span(name))
+    assert processor.dropped_spans == 2
+    assert processor.queued == 2
+    exporter.release.set()
+    with caplog.at_level(logging.WARNING):
+        assert processor.force_flush()
+    assert [name for batch in exporter.batches for name in batch] == ["first", "second", "third"]
+    assert "Dropped 2 spans" in caplog.text
+
+
+def test_force_flush_exports_everything_queued_in_batches(processors: list[QueueSpanProcessor]) -> None:
+    exporter = Recorder()
+    processor = make(processors, exporter, max_export_batch_size=512, schedule_delay_millis=3_600_000)
+    for number in range(1030):
+        processor.on_end(span(f"s{number}"))
+    assert processor.force_flush()
+    sizes = [len(batch) for batch in exporter.batches]
+    assert sum(sizes) == 1030 and max(sizes) <= 512
+    assert processor.queued == 0
+
+
+def test_shutdown_exports_what_is_left_then_refuses(processors: list[QueueSpanProcessor]) -> None:
+    exporter = Recorder()
+    processor = make(processors, exporter, schedule_delay_millis=3_600_000)
+    processor.on_end(span("last"))
+    processor.shutdown()
+    assert exporter.batches == [["last"]]
+    assert exporter.shut_down
+    processor.on_end(span("too late"))
+    assert processor.dropped_spans == 1
+    assert not processor.force_flush()
+    processor.shutdown()  # twice: nothing more
+
+
+def test_an_exporter_that_raises_loses_its_batch_not_the_processor(
+    processors: list[QueueSpanProcessor], caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = Recorder(fail=True)
+    processor = make(processors, exporter, schedule_delay_millis=3_600_000)
+    processor.on_end(span("lost"))
+    with caplog.at_level(logging.ERROR):
+        assert processor.force_flush()
+    processor.on_end(span("next"))
+    with caplog.at_level(logging.ERROR):
+        assert processor.force_flush()
+    assert exporter.batches == [["lost"], ["next"]]
+    assert "1 spans lost" in caplog.text
+
+
+def test_the_standard_variables_size_it(caplog: pytest.LogCaptureFixture) -> None:
+    env = {"OTEL_BSP_MAX_QUEUE_SIZE": "10", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "50", "OTEL_BSP_SCHEDULE_DELAY": "250"}
+    processor = QueueSpanProcessor(Recorder(), env=env)
+    try:
+        assert (processor._max_queue_size, processor._max_batch, processor._delay) == (10, 10, 0.25)
+    finally:
+        processor.shutdown()
+    with caplog.at_level(logging.WARNING):
+        bad = {"OTEL_BSP_MAX_QUEUE_SIZE": "-1", "OTEL_BSP_SCHEDULE_DELAY": "x"}
+        processor = QueueSpanProcessor(Recorder(), env=bad)
+    try:
+        assert (processor._max_queue_size, processor._max_batch, processor._delay) == (2048, 512, 5.0)
+        assert "`OTEL_BSP_MAX_QUEUE_SIZE` must be a positive integer" in caplog.text
+    finally:
+        processor.shutdown()
