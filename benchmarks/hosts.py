@@ -129,11 +129,22 @@ async def _serve_fake(conn: Connection, users: int) -> None:
         """Answer every API call after `seconds` (60 holds the sidecar's deliveries for a whole run)."""
         fake.faults.latency = seconds
 
+    async def set_rate_limit(calls_per_window: int | None) -> None:
+        """Intercom's limit per 10-second window (None: none to speak of), counted afresh from now."""
+        fake.rate_limiter.limit = calls_per_window or _FAKE_CALLS_PER_WINDOW
+        fake.rate_limiter.reset()
+
     async def stop() -> None:
         await sink.stop()
         await fake.stop()
 
-    commands: Commands = {"reset_ledger": reset_ledger, "counts": counts, "set_latency": set_latency, "stop": stop}
+    commands: Commands = {
+        "reset_ledger": reset_ledger,
+        "counts": counts,
+        "set_latency": set_latency,
+        "set_rate_limit": set_rate_limit,
+        "stop": stop,
+    }
     ready = {"url": url, "token": fake.token, "otlp_endpoint": f"http://{sink_host}:{sink_port}"}
     await serve_commands(conn, ready, commands)
 

@@ -34,6 +34,7 @@ __all__ = [
     "EMPTY_SPOOL",
     "HELD",
     "HELD_TRACED",
+    "INTERCOM_PACE",
     "SIDECAR",
     "TARGET_LABELS",
     "Bench",
@@ -49,18 +50,23 @@ CEILING = "ceiling"
 SIDECAR = "sidecar"
 HELD = "sidecar-held"
 HELD_TRACED = "sidecar-held-traced"
+INTERCOM_PACE = "sidecar-intercom-pace"
 EMPTY_SPOOL = "sidecar-empty-spool"
 BACKLOG = "sidecar-backlog"
 TARGET_LABELS = {
     EMPTY_SPOOL: "sidecar, empty spool",
     BACKLOG: "sidecar, spool backlog",
     CEILING: "ceiling",
-    SIDECAR: "sidecar",
+    SIDECAR: "sidecar, Intercom answering at once",
     HELD: "sidecar, delivery held",
     HELD_TRACED: "same, every span exported",
+    INTERCOM_PACE: "sidecar, delivering at Intercom's pace",
     **TRANSPORT_LABELS,
 }
 _HOLD_SECONDS = 60.0
+_INTERCOM_CALLS_PER_WINDOW = 1_666
+"""Intercom's default rate limit: 10,000 calls a minute per app, counted in 10-second windows."""
+_INTERCOM_LATENCY_SECONDS = 0.05
 
 Run = dict[str, Any]
 
@@ -122,6 +128,9 @@ class Bench:
             self.fake.call("reset_ledger")
             held = kind in (HELD, HELD_TRACED)
             self.fake.call("set_latency", _HOLD_SECONDS if held else 0.0)
+            if kind == INTERCOM_PACE:  # what production looks like: every call answered, at Intercom's limit
+                self.fake.call("set_latency", _INTERCOM_LATENCY_SECONDS)
+                self.fake.call("set_rate_limit", _INTERCOM_CALLS_PER_WINDOW)
             child = Child(
                 kind,
                 run_sidecar,
@@ -134,8 +143,10 @@ class Bench:
             yield child
         finally:
             profile = child.close()
-            if kind in (HELD, HELD_TRACED):
+            if kind in (HELD, HELD_TRACED, INTERCOM_PACE):
                 self.fake.call("set_latency", 0.0)
+            if kind == INTERCOM_PACE:
+                self.fake.call("set_rate_limit", None)
             if profile:
                 self.profiles.append(profile)
 
@@ -338,7 +349,7 @@ def scenarios(settings: Settings) -> list[Scenario]:
         Scenario(
             "stream",
             f"Stream, 1 stream, up to {s.stream_events:,} track events over {s.users:,} users ({capped})",
-            (CEILING, SIDECAR, HELD, HELD_TRACED),
+            (CEILING, SIDECAR, INTERCOM_PACE, HELD, HELD_TRACED),
             stream_run,
             throughput,
             ratio=True,
@@ -347,7 +358,7 @@ def scenarios(settings: Settings) -> list[Scenario]:
             "send",
             f"Send, up to {s.send_events:,} events in batches of {s.send_batch}, {s.send_in_flight} calls in flight "
             f"({capped})",
-            (CEILING, SIDECAR, HELD, HELD_TRACED),
+            (CEILING, SIDECAR, INTERCOM_PACE, HELD, HELD_TRACED),
             send_run,
             throughput,
             ratio=True,
@@ -362,8 +373,8 @@ def scenarios(settings: Settings) -> list[Scenario]:
                 latency,
             )
             for key, rate, targets in (
-                ("latency", s.paced_rate, (CEILING, SIDECAR, HELD)),
-                ("latency-low", s.paced_low_rate, (SIDECAR,)),
+                ("latency", s.paced_rate, (CEILING, SIDECAR, INTERCOM_PACE, HELD)),
+                ("latency-low", s.paced_low_rate, (SIDECAR, INTERCOM_PACE)),
             )
         ),
         Scenario(
