@@ -201,47 +201,74 @@ class _Budget:
     def convert(self, where: str, struct: struct_pb2.Struct) -> dict[str, Any]:
         """`struct` as a dict, from an explicit stack (no recursion): each value is looked at once, and a value's
         path is only spelled out for an error. Containers are put in place first and filled later, so keys keep
-        the event's order."""
+        the event's order. The key count is kept in a local while a Struct's keys are walked (a method call per
+        key costs more than the rest of the key's work), and a map's values are read by key (its `items()` goes
+        through the abstract-class mixin, about 2.5 times slower)."""
+        fields = struct.fields
+        if not fields:
+            return {}
         max_chars, max_depth = self.limits.max_string_chars, self.limits.max_depth
         root: dict[str, Any] = {}
-        # (key/value pairs or index/value pairs, the container to fill, its path, its depth)
-        stack: list[tuple[Any, Any, _Path, int]] = [(struct.fields.items(), root, (None, where), 1)]
+        # (a map of key/values or a list of values, the container to fill, its path, its depth)
+        stack: list[tuple[Any, Any, _Path, int]] = [(fields, root, (None, where), 1)]
         while stack:
-            pairs, target, path, depth = stack.pop()
-            is_object = isinstance(target, dict)
-            for key, value in pairs:
-                if is_object:
-                    self._count_key(path, key)
-                kind = value.WhichOneof("kind")
-                if kind == "string_value":
-                    result: Any = value.string_value
-                    if len(result) > max_chars:
-                        self.string(_render(_child(path, key)), result)
-                elif kind == "number_value":
-                    result = value.number_value
-                    if not math.isfinite(result):
-                        raise InvalidEventError(_render(_child(path, key)), _NOT_FINITE)
-                    if result.is_integer() and abs(result) <= 2**53:
-                        result = int(result)
-                elif kind == "bool_value":
-                    result = value.bool_value
-                elif kind == "struct_value" or kind == "list_value":
-                    if depth == max_depth:
-                        raise InvalidEventError(
-                            _render(_child(path, key)),
-                            f"nests objects and lists deeper than {max_depth} levels (INTERCOM_SIDECAR_MAX_DEPTH)",
-                        )
-                    if kind == "struct_value":
-                        result = {}
-                        stack.append((value.struct_value.fields.items(), result, _child(path, key), depth + 1))
-                    else:
-                        values = value.list_value.values
-                        result = [None] * len(values)
-                        stack.append((enumerate(values), result, _child(path, key), depth + 1))
-                else:
-                    result = None
-                target[key] = result
+            values, target, path, depth = stack.pop()
+            if isinstance(target, dict):
+                keys_left = self.keys_left
+                for key in values:
+                    keys_left -= 1
+                    if keys_left < 0 or len(key) > max_chars:
+                        self.keys_left = keys_left + 1
+                        self._count_key(path, key)  # raises, saying which limit
+                    target[key] = self._value(values[key], target, key, path, depth, stack, max_chars, max_depth)
+                self.keys_left = keys_left
+            else:
+                for index, value in enumerate(values):
+                    target[index] = self._value(value, target, index, path, depth, stack, max_chars, max_depth)
         return root
+
+    def _value(
+        self,
+        value: struct_pb2.Value,
+        target: Any,
+        key: str | int,
+        path: _Path,
+        depth: int,
+        stack: list[tuple[Any, Any, _Path, int]],
+        max_chars: int,
+        max_depth: int,
+    ) -> Any:
+        """One Struct value as Python; an object or list is returned empty and pushed on `stack` to be filled."""
+        kind = value.WhichOneof("kind")
+        if kind == "string_value":
+            result: Any = value.string_value
+            if len(result) > max_chars:
+                self.string(_render(_child(path, key)), result)
+            return result
+        if kind == "number_value":
+            result = value.number_value
+            if not math.isfinite(result):
+                raise InvalidEventError(_render(_child(path, key)), _NOT_FINITE)
+            if result.is_integer() and abs(result) <= 2**53:
+                return int(result)
+            return result
+        if kind == "bool_value":
+            return value.bool_value
+        if kind == "struct_value" or kind == "list_value":
+            if depth == max_depth:
+                raise InvalidEventError(
+                    _render(_child(path, key)),
+                    f"nests objects and lists deeper than {max_depth} levels (INTERCOM_SIDECAR_MAX_DEPTH)",
+                )
+            if kind == "struct_value":
+                result = {}
+                stack.append((value.struct_value.fields, result, _child(path, key), depth + 1))
+            else:
+                values = value.list_value.values
+                result = [None] * len(values)
+                stack.append((values, result, _child(path, key), depth + 1))
+            return result
+        return None
 
     def _count_key(self, path: _Path, key: str) -> None:
         self.keys_left -= 1
