@@ -30,6 +30,7 @@ __all__ = [
     "PRUNE_ROWS",
     "SCHEMA",
     "collect_replayed",
+    "connect_checkpointer",
     "delete_pending",
     "insert_new",
     "insert_one",
@@ -146,6 +147,9 @@ def connect_and_recover(path: Path, moved_aside: tuple[Path, ...]) -> tuple[sqli
         if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
             raise SpoolError(f"the spool database `{path}` cannot use WAL mode")
         conn.execute("PRAGMA synchronous = FULL")
+        # Commits never checkpoint: the spool's checkpointer thread does, on a connection of its own
+        # (`spool_writer.Checkpointer`), so no group commit waits for the database file's writes and fsync.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         # Deleted rows (delivered events, dead letters' pending rows, purged dead letters) are overwritten with
         # zeros, so no payload stays behind in free pages (Debian's SQLite does this by default; others do not).
         conn.execute("PRAGMA secure_delete = ON")
@@ -161,6 +165,18 @@ def connect_and_recover(path: Path, moved_aside: tuple[Path, ...]) -> tuple[sqli
         conn.close()
         raise
     return conn, recovery
+
+
+def connect_checkpointer(path: Path) -> sqlite3.Connection:
+    """The checkpointer's own connection to the database the writer has opened (and recovered)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA synchronous = FULL")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 _MIGRATIONS = {
