@@ -259,7 +259,7 @@ class Checkpointer:
         *,
         interval: float,
         wal_limit_bytes: int,
-        on_checkpoint: Callable[[], None] | None = None,
+        on_checkpoint: Callable[[int], None] | None = None,
     ) -> None:
         self._connect = connect
         self._writer = writer
@@ -270,8 +270,6 @@ class Checkpointer:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spool-checkpointer", daemon=True)
         self._failing = False
-        self.checkpoints = 0
-        """Checkpoint rounds done so far (for tests)."""
 
     def start(self) -> None:
         self._thread.start()
@@ -294,11 +292,12 @@ class Checkpointer:
                 if self._writer.commits == seen:
                     continue
                 seen = self._writer.commits
-                self._round(conn)
+                self._round(conn, seen)
         finally:
             conn.close()
 
-    def _round(self, conn: sqlite3.Connection) -> None:
+    def _round(self, conn: sqlite3.Connection, seen: int) -> None:
+        """Checkpoint (at least) what the first `seen` commits wrote."""
         try:
             mode = "TRUNCATE" if _size(self._wal) > self._limit else "PASSIVE"
             conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
@@ -309,9 +308,8 @@ class Checkpointer:
             return
         self._failing = False
         self._writer.catch_up()
-        self.checkpoints += 1
         if self._on_checkpoint is not None:
-            self._on_checkpoint()
+            self._on_checkpoint(seen)
 
     def _give_back(self) -> None:
         pages = _DEFAULT_AUTOCHECKPOINT_PAGES
