@@ -47,7 +47,8 @@ class _Recorder:
         """(start, seconds, COMMIT seconds, ops, callers, checkpointed, wal bytes)"""
         self.handoffs: list[float] = []
         self.appends: list[tuple[float, float]] = []
-        self.gcs: list[tuple[float, float, int]] = []
+        self.gcs: list[tuple[float, float, int, float, int]] = []
+        """(start, seconds, generation, CPU seconds of the thread, objects collected)"""
         self.slow: list[tuple[float, float, str]] = []
         self.begins: list[float] = []
         """BEGIN IMMEDIATE, which costs SQLite microseconds: the rest is waiting for the GIL."""
@@ -60,10 +61,10 @@ def _instrument(spool_dir: Path, rec: _Recorder) -> None:
 
     real_prune = spool_files.prune_dedupe
 
-    def timed_prune(conn: sqlite3.Connection, cutoff: float) -> int:
+    def timed_prune(*args: Any) -> int:  # this version's signature, or an older one's
         t0 = time.perf_counter()
         try:
-            return real_prune(conn, cutoff)
+            return real_prune(*args)
         finally:
             rec.prunes.append((t0, time.perf_counter() - t0))
 
@@ -72,7 +73,7 @@ def _instrument(spool_dir: Path, rec: _Recorder) -> None:
     commit_time = [0.0]
 
     class TimedConnection(sqlite3.Connection):
-        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
             if sql == "BEGIN IMMEDIATE":
                 t0 = time.perf_counter()
                 try:
@@ -91,7 +92,8 @@ def _instrument(spool_dir: Path, rec: _Recorder) -> None:
 
     def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
         kwargs.setdefault("factory", TimedConnection)
-        return real_connect(*args, **kwargs)
+        conn: sqlite3.Connection = real_connect(*args, **kwargs)
+        return conn
 
     sqlite3.connect = connect  # type: ignore[assignment]
     shm_path = spool_dir / "spool.db-shm"
@@ -136,7 +138,7 @@ def _instrument(spool_dir: Path, rec: _Recorder) -> None:
             rec.handoffs.append(time.perf_counter() - at)
         real_settle(group, results, error)
 
-    spool_writer._settle = timed_settle  # type: ignore[assignment]
+    spool_writer._settle = timed_settle
     real_accept = spooler.Spooler.accept
 
     def timed_accept(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -146,13 +148,14 @@ def _instrument(spool_dir: Path, rec: _Recorder) -> None:
         return future
 
     spooler.Spooler.accept = timed_accept  # type: ignore[method-assign]
-    gc_started = [0.0]
+    gc_started = [0.0, 0.0]
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            gc_started[0] = time.perf_counter()
+            gc_started[:] = time.perf_counter(), time.thread_time()
         else:
-            rec.gcs.append((gc_started[0], time.perf_counter() - gc_started[0], info["generation"]))
+            wall, cpu = time.perf_counter() - gc_started[0], time.thread_time() - gc_started[1]
+            rec.gcs.append((gc_started[0], wall, info["generation"], cpu, info["collected"]))
 
     gc.callbacks.append(on_gc)
     real_run = asyncio.events.Handle._run
@@ -167,7 +170,7 @@ def _instrument(spool_dir: Path, rec: _Recorder) -> None:
     asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
 
 
-async def _serve(conn: Connection, fake_url: str, token: str) -> None:
+async def _serve(conn: Connection, fake_url: str, token: str, thresholds: tuple[int, ...] | None) -> None:
     from intercom_sidecar.app import App
     from intercom_sidecar.runtime import tune_garbage_collector
 
@@ -177,6 +180,8 @@ async def _serve(conn: Connection, fake_url: str, token: str) -> None:
         app = App(sidecar_config(fake_url, token, Path(spool_dir)))
         await app.start()
         tune_garbage_collector()
+        if thresholds:
+            gc.set_threshold(*thresholds)
 
         async def stats() -> dict[str, Any]:
             return {
@@ -196,9 +201,9 @@ async def _serve(conn: Connection, fake_url: str, token: str) -> None:
         await serve_commands(conn, {"target": f"127.0.0.1:{app.port}"}, commands)
 
 
-def _run_sidecar(conn: Connection, fake_url: str, token: str) -> None:
+def _run_sidecar(conn: Connection, fake_url: str, token: str, thresholds: tuple[int, ...] | None) -> None:
     quiet_logging()
-    asyncio.run(_serve(conn, fake_url, token))
+    asyncio.run(_serve(conn, fake_url, token, thresholds))
 
 
 async def _paced(target: str, rate: float, seconds: float, users: int, tag: str) -> dict[str, Any]:
@@ -260,7 +265,7 @@ def _report(out: dict[str, Any], stats: dict[str, Any], slow_ack: float) -> None
     print(f"group commits: {_ms([c[1] for c in commits])}")
     print(f"  COMMIT statement: {_ms([c[2] for c in commits])}")
     checkpoints = [c for c in commits if c[5]]
-    print(f"  with a WAL checkpoint: {len(checkpoints)}: {_ms([c[1] for c in checkpoints])}")
+    print(f"  while a WAL checkpoint ran (in it, or beside it): {len(checkpoints)}: {_ms([c[1] for c in checkpoints])}")
     print(f"  ops per group: mean {statistics.fmean([c[3] for c in commits]):.1f}, max {max(c[3] for c in commits)}")
     print(f"  WAL bytes at the end: {commits[-1][6]:,}, max {max(c[6] for c in commits):,}")
     print(f"  BEGIN (GIL wait): {_ms(stats['begins'])}")
@@ -270,6 +275,8 @@ def _report(out: dict[str, Any], stats: dict[str, Any], slow_ack: float) -> None
     gcs = stats["gcs"]
     for generation in (0, 1, 2):
         print(f"gc gen {generation}: {_ms([g[1] for g in gcs if g[2] == generation])}")
+        cpu = [g[3] for g in gcs if g[2] == generation]
+        print(f"    CPU: {_ms(cpu)}, total {sum(cpu) * 1e3:.1f} ms")
     slow = stats["slow"]
     print(f"loop callbacks over {_SLOW_CALLBACK * 1e3:g} ms: {len(slow)}, total {sum(s[1] for s in slow) * 1e3:.1f} ms")
     for kind, n in Counter(s[2].split(" at ")[0][:100] for s in slow).most_common(8):
@@ -303,6 +310,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--held", action="store_true", help="the fake Intercom holds every delivery")
+    parser.add_argument("--gc-thresholds", help="e.g. 10000,10,100: gc.set_threshold after the sidecar's own tuning")
     parser.add_argument("--dump", help="write the raw timings to this JSON file")
     parser.add_argument("--slow-ack-ms", type=float, default=10.0)
     args = parser.parse_args()
@@ -310,7 +318,8 @@ def main() -> None:
     client = Child("client", _run_client)
     try:
         fake.call("set_latency", 60.0 if args.held else 0.0)
-        sidecar = Child("sidecar", _run_sidecar, fake.info["url"], fake.info["token"])
+        thresholds = tuple(int(n) for n in args.gc_thresholds.split(",")) if args.gc_thresholds else None
+        sidecar = Child("sidecar", _run_sidecar, fake.info["url"], fake.info["token"], thresholds)
         try:
             out = client.call("paced", sidecar.info["target"], args.rate, args.seconds, 1000, "probe")
             stats = sidecar.call("stats")
