@@ -21,6 +21,7 @@ import os
 import sqlite3
 import statistics
 import struct
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -170,7 +171,9 @@ def _instrument(spool_dir: Path, rec: _Recorder) -> None:
     asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
 
 
-async def _serve(conn: Connection, fake_url: str, token: str, thresholds: tuple[int, ...] | None) -> None:
+async def _serve(
+    conn: Connection, fake_url: str, token: str, thresholds: tuple[int, ...] | None, switch_interval: float | None
+) -> None:
     from intercom_sidecar.app import App
     from intercom_sidecar.runtime import tune_garbage_collector
 
@@ -182,6 +185,8 @@ async def _serve(conn: Connection, fake_url: str, token: str, thresholds: tuple[
         tune_garbage_collector()
         if thresholds:
             gc.set_threshold(*thresholds)
+        if switch_interval:
+            sys.setswitchinterval(switch_interval)
 
         async def stats() -> dict[str, Any]:
             return {
@@ -201,9 +206,11 @@ async def _serve(conn: Connection, fake_url: str, token: str, thresholds: tuple[
         await serve_commands(conn, {"target": f"127.0.0.1:{app.port}"}, commands)
 
 
-def _run_sidecar(conn: Connection, fake_url: str, token: str, thresholds: tuple[int, ...] | None) -> None:
+def _run_sidecar(
+    conn: Connection, fake_url: str, token: str, thresholds: tuple[int, ...] | None, switch_interval: float | None
+) -> None:
     quiet_logging()
-    asyncio.run(_serve(conn, fake_url, token, thresholds))
+    asyncio.run(_serve(conn, fake_url, token, thresholds, switch_interval))
 
 
 async def _paced(target: str, rate: float, seconds: float, users: int, tag: str) -> dict[str, Any]:
@@ -311,6 +318,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--held", action="store_true", help="the fake Intercom holds every delivery")
     parser.add_argument("--gc-thresholds", help="e.g. 10000,10,100: gc.set_threshold after the sidecar's own tuning")
+    parser.add_argument("--switch-interval", type=float, help="sys.setswitchinterval in the sidecar (seconds)")
     parser.add_argument("--dump", help="write the raw timings to this JSON file")
     parser.add_argument("--slow-ack-ms", type=float, default=10.0)
     args = parser.parse_args()
@@ -319,7 +327,7 @@ def main() -> None:
     try:
         fake.call("set_latency", 60.0 if args.held else 0.0)
         thresholds = tuple(int(n) for n in args.gc_thresholds.split(",")) if args.gc_thresholds else None
-        sidecar = Child("sidecar", _run_sidecar, fake.info["url"], fake.info["token"], thresholds)
+        sidecar = Child("sidecar", _run_sidecar, fake.info["url"], fake.info["token"], thresholds, args.switch_interval)
         try:
             out = client.call("paced", sidecar.info["target"], args.rate, args.seconds, 1000, "probe")
             stats = sidecar.call("stats")

@@ -335,3 +335,26 @@ def test_pruning_takes_at_most_its_limit_and_nothing_when_none_expired() -> None
     assert spool_files.prune_dedupe(conn, 5.0, limit=4) == 2
     assert spool_files.prune_dedupe(conn, 5.0, limit=4) == 0
     assert conn.execute("SELECT count(*) FROM dedupe").fetchone()[0] == 0
+
+
+async def test_commits_leave_checkpoints_to_the_checkpointer(tmp_path: Path, clock: FakeClock) -> None:
+    spool = sqlite_spool(tmp_path, clock, max_bytes=10**8, checkpoint_interval_seconds=3600.0)
+    await spool.open()
+    wal = tmp_path / f"{DATABASE_NAME}-wal"
+
+    for batch in range(5):  # 5 MiB: SQLite's own autocheckpoint would have reset the WAL at 4 MiB
+        await spool.append([entry(f"m{batch}-{n}", size=8192) for n in range(128)])
+
+    assert wal.stat().st_size > 5 * 1024 * 1024
+    await spool.close()
+    assert not wal.exists() or wal.stat().st_size == 0, "closing checkpoints everything"
+    assert len(await reopened_pending(tmp_path, clock)) == 5 * 128
+
+
+async def reopened_pending(directory: Path, clock: FakeClock) -> list[Any]:
+    spool = sqlite_spool(directory, clock, max_bytes=10**8)
+    recovery = await spool.open()
+    events = await spool.read_pending(0, 10_000)
+    assert recovery.pending_events == len(events)
+    await spool.close()
+    return events
