@@ -292,24 +292,29 @@ class Checkpointer:
                 if self._writer.commits == seen:
                     continue
                 seen = self._writer.commits
-                self._round(conn, seen)
+                if not self._round(conn, seen):
+                    seen = -1  # try again next time, whether or not more was committed meanwhile
         finally:
             conn.close()
 
-    def _round(self, conn: sqlite3.Connection, seen: int) -> None:
-        """Checkpoint (at least) what the first `seen` commits wrote."""
+    def _round(self, conn: sqlite3.Connection, seen: int) -> bool:
+        """Checkpoint (at least) what the first `seen` commits wrote; False when it could not (another checkpoint
+        under way, such as the operator CLI's, or an error)."""
         try:
             mode = "TRUNCATE" if _size(self._wal) > self._limit else "PASSIVE"
-            conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+            busy = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()[0]
         except sqlite3.Error:
             if not self._failing:
                 _log.exception("Could not checkpoint the spool's WAL; trying again in %g s.", self._interval)
                 self._failing = True
-            return
+            return False
         self._failing = False
+        if busy:
+            return False
         self._writer.catch_up()
         if self._on_checkpoint is not None:
             self._on_checkpoint(seen)
+        return True
 
     def _give_back(self) -> None:
         pages = _DEFAULT_AUTOCHECKPOINT_PAGES
