@@ -11,6 +11,11 @@ a lone append waits for one fsync and at high load groups grow by themselves. To
 fewer fsyncs, the writer lingers, at most `commit_interval_seconds`, until as many appends as in the previous
 group have arrived; after a group of one it never lingers, so a quiet sidecar pays no extra latency.
 
+Checkpoints: the writer's connection never checkpoints; a second thread, `Checkpointer`, copies the WAL into the
+database twice a second with PASSIVE checkpoints that never block a commit, the writer catches up between
+two groups, and the WAL stays under `wal_limit_bytes` (see `spool_writer`). Closing ends with a TRUNCATE
+checkpoint, so the next open is quick.
+
 What a crash can lose: nothing acked. An append's future resolves only after its COMMIT returned, and a
 commit in WAL mode with synchronous=FULL is on disk (fsync) before it returns. `complete`, `record_attempt`,
 `dead_letter` and `quarantine` ride in the next group without being waited for: a crash before that commit
@@ -25,6 +30,7 @@ The operator CLI opens the same database with `DeadLetterStore`, also while the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
@@ -35,6 +41,7 @@ from typing import IO
 from intercom_sidecar.delivery import dead_letters, spool_files
 from intercom_sidecar.delivery.dead_letter_payloads import KEEP, DeadLetterPayloads
 from intercom_sidecar.delivery.spool import (
+    DATABASE_NAME,
     DeadLetter,
     DeadLetterFilter,
     PendingLedger,
@@ -43,7 +50,7 @@ from intercom_sidecar.delivery.spool import (
     SpoolEntry,
     SpoolError,
 )
-from intercom_sidecar.delivery.spool_writer import Writer
+from intercom_sidecar.delivery.spool_writer import Checkpointer, Writer
 from intercom_sidecar.errors import ShuttingDownError
 
 __all__ = ["SqliteSpool"]
@@ -62,6 +69,8 @@ class SqliteSpool:
         max_bytes: int,
         dedupe_window_seconds: float = 86400.0,
         commit_interval_seconds: float = 0.002,
+        checkpoint_interval_seconds: float = 0.5,
+        wal_limit_bytes: int = 32 * 1024 * 1024,
         full_retry_after_seconds: float = 1.0,
         clock: Callable[[], float] = time.time,
         payloads: DeadLetterPayloads = KEEP,
@@ -70,6 +79,9 @@ class SqliteSpool:
         self._payloads = payloads
         self._window = dedupe_window_seconds
         self._linger = commit_interval_seconds
+        self._checkpoint_interval = checkpoint_interval_seconds
+        self._wal_limit = wal_limit_bytes
+        self._checkpointer: Checkpointer | None = None
         self._clock = clock
         self._ledger = PendingLedger(
             max_events=max_events, max_bytes=max_bytes, full_retry_after=full_retry_after_seconds
@@ -102,6 +114,15 @@ class SqliteSpool:
             self._lock.close()
             raise
         self._writer = writer
+        database = self._directory / DATABASE_NAME
+        self._checkpointer = Checkpointer(
+            lambda: spool_files.connect_checkpointer(database),
+            writer,
+            database.with_name(f"{DATABASE_NAME}-wal"),
+            interval=self._checkpoint_interval,
+            wal_limit_bytes=self._wal_limit,
+        )
+        self._checkpointer.start()
         recovery = recovered[0]
         self._ledger.add(recovery.pending_events, recovery.pending_bytes)
         _log.info(
@@ -196,6 +217,8 @@ class SqliteSpool:
         if self._closed:
             return
         self._closed = True
+        if self._checkpointer is not None:  # before the writer's own TRUNCATE checkpoint at close
+            await asyncio.to_thread(self._checkpointer.stop)
         if self._writer is not None:
             await self._writer.stop()
         if self._lock is not None:

@@ -7,6 +7,18 @@ future on the event loop with `loop.call_soon_threadsafe`. See `spool_sqlite` fo
 A group that fails (a full disk, an I/O error, a change that raises) is undone whole: each caller waiting on it gets
 SpoolError; the changes nobody waits for (`post`) are queued again, a few times with a pause, all but the one that
 raised, since they record what already happened (an event delivered, dead-lettered).
+
+`Checkpointer` is a second thread, with a connection of its own, that copies the WAL into the database file. The
+writer's connection never checkpoints during a commit (`wal_autocheckpoint=0`): with SQLite's default, every commit
+that took the WAL past 1,000 pages wrote them all into the database and fsynced it before returning, so each
+caller of that group waited for a checkpoint on top of its own fsync. Twice a second, when something was
+committed, the checkpointer runs a PASSIVE checkpoint, which never blocks the writer (commits go on appending to
+the WAL meanwhile). Then the writer, between two groups, checkpoints the few frames committed during it; caught up
+like that, its next transaction starts the WAL again from the beginning (a PASSIVE checkpoint alone rarely catches
+up while commits come every millisecond or two, and the WAL would only grow). Should the WAL still outgrow
+`wal_limit_bytes` (a reader holding old frames, say), a TRUNCATE checkpoint waits for the writer between two groups
+and empties it: the WAL stays bounded. If the checkpointer cannot open its connection, the writer's connection
+checkpoints on its own again, as before.
 """
 
 from __future__ import annotations
@@ -14,16 +26,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from intercom_sidecar.delivery.spool import SpoolError
 
-__all__ = ["Apply", "Op", "Settle", "Writer"]
+__all__ = ["Apply", "Checkpointer", "Op", "Settle", "Writer"]
 
 _log = logging.getLogger("intercom_sidecar.delivery.spool_sqlite")
 
@@ -37,6 +51,10 @@ _POST_RETRIES = 3
 """How often a posted change (nobody waits for it) is tried again after its group failed for another reason."""
 _RETRY_PAUSE_SECONDS = 0.1
 """The writer's pause before the group that retries them (doubling each time): a full disk is given a moment."""
+
+
+_DEFAULT_AUTOCHECKPOINT_PAGES = 1000
+"""SQLite's own `wal_autocheckpoint`, given back to the writer's connection if the checkpointer cannot work."""
 
 
 class Op:
@@ -64,6 +82,7 @@ class Writer:
         self._loop = asyncio.get_running_loop()
         self._inbox: queue.SimpleQueue[Op] = queue.SimpleQueue()
         self._failing = False
+        self._catch_up = False
         self.commits = 0
 
     async def start(self) -> None:
@@ -91,6 +110,10 @@ class Writer:
         await future
         self._thread.join()
 
+    def catch_up(self) -> None:
+        """Checkpoint what is left in the WAL between the next two groups (after `Checkpointer` copied the bulk)."""
+        self._catch_up = True
+
     def _run(self, started: concurrent.futures.Future[None]) -> None:
         try:
             conn = self._connect()
@@ -113,6 +136,9 @@ class Writer:
                 pass
             if stopping:
                 return
+            if self._catch_up:
+                self._catch_up = False
+                _checkpoint(conn)
             if retried:
                 time.sleep(_RETRY_PAUSE_SECONDS * 2 ** (max(op.retries for op in retried) - 1))
                 for op in retried:
@@ -206,9 +232,97 @@ def _rollback(conn: sqlite3.Connection) -> None:
         _log.exception("Could not roll back a failed spool transaction.")
 
 
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """A PASSIVE checkpoint on the writer's connection, outside any transaction; a failure is left to the next."""
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    except sqlite3.Error:
+        pass
+
+
 def _close(conn: sqlite3.Connection) -> None:
     try:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a short WAL makes the next open quick
     except sqlite3.Error:
         pass
     conn.close()
+
+
+class Checkpointer:
+    """The thread that checkpoints the WAL beside the writer (see the module docstring)."""
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        writer: Writer,
+        wal: Path,
+        *,
+        interval: float,
+        wal_limit_bytes: int,
+        on_checkpoint: Callable[[int], None] | None = None,
+    ) -> None:
+        self._connect = connect
+        self._writer = writer
+        self._wal = wal
+        self._interval = interval
+        self._limit = wal_limit_bytes
+        self._on_checkpoint = on_checkpoint
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="spool-checkpointer", daemon=True)
+        self._failing = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Blocks until a checkpoint under way has finished: call it from a worker thread."""
+        self._stopping.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except Exception:
+            _log.exception("Could not open the spool's checkpointer; commits checkpoint the WAL themselves.")
+            self._give_back()
+            return
+        seen = self._writer.commits
+        try:
+            while not self._stopping.wait(self._interval):
+                if self._writer.commits == seen:
+                    continue
+                seen = self._writer.commits
+                if not self._round(conn, seen):
+                    seen = -1  # try again next time, whether or not more was committed meanwhile
+        finally:
+            conn.close()
+
+    def _round(self, conn: sqlite3.Connection, seen: int) -> bool:
+        """Checkpoint (at least) what the first `seen` commits wrote; False when it could not (another checkpoint
+        under way, such as the operator CLI's, or an error)."""
+        try:
+            mode = "TRUNCATE" if _size(self._wal) > self._limit else "PASSIVE"
+            busy = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()[0]
+        except sqlite3.Error:
+            if not self._failing:
+                _log.exception("Could not checkpoint the spool's WAL; trying again in %g s.", self._interval)
+                self._failing = True
+            return False
+        self._failing = False
+        if busy:
+            return False
+        self._writer.catch_up()
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(seen)
+        return True
+
+    def _give_back(self) -> None:
+        pages = _DEFAULT_AUTOCHECKPOINT_PAGES
+        self._writer.post(lambda conn, now: conn.execute(f"PRAGMA wal_autocheckpoint = {pages}"))
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from intercom_sidecar.delivery import spool_files
 from intercom_sidecar.delivery.dead_letters import DeadLetterStore
 from intercom_sidecar.delivery.spool import DATABASE_NAME, DeadLetterFilter, SpoolError
 from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
@@ -308,3 +309,52 @@ async def test_replays_made_while_stopped_come_back_with_recovery(tmp_path: Path
     assert await spool.read_pending(0, 10) == [spooled(2, "m1")]
     assert await spool.collect_replayed() == []  # read with the rest of the pending events
     await spool.close()
+
+
+def dedupe_table(rows: list[tuple[str, float]]) -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.executescript(spool_files.SCHEMA)
+    conn.executemany("INSERT INTO dedupe (message_id, seen_at) VALUES (?, ?)", rows)
+    return conn
+
+
+def test_pruning_deletes_the_expired_head_up_to_the_first_id_seen_since() -> None:
+    conn = dedupe_table([("a", 1.0), ("b", 2.0), ("c", 9.0), ("d", 3.0), ("e", 4.0)])
+
+    assert spool_files.prune_dedupe(conn, 5.0) == 2
+
+    assert [row[0] for row in conn.execute("SELECT message_id FROM dedupe ORDER BY rowid")] == ["c", "d", "e"]
+
+
+def test_pruning_takes_at_most_its_limit_and_nothing_when_none_expired() -> None:
+    conn = dedupe_table([(f"m{n}", 1.0) for n in range(10)])
+
+    assert spool_files.prune_dedupe(conn, 0.5, limit=4) == 0
+    assert spool_files.prune_dedupe(conn, 5.0, limit=4) == 4
+    assert spool_files.prune_dedupe(conn, 5.0, limit=4) == 4
+    assert spool_files.prune_dedupe(conn, 5.0, limit=4) == 2
+    assert spool_files.prune_dedupe(conn, 5.0, limit=4) == 0
+    assert conn.execute("SELECT count(*) FROM dedupe").fetchone()[0] == 0
+
+
+async def test_commits_leave_checkpoints_to_the_checkpointer(tmp_path: Path, clock: FakeClock) -> None:
+    spool = sqlite_spool(tmp_path, clock, max_bytes=10**8, checkpoint_interval_seconds=3600.0)
+    await spool.open()
+    wal = tmp_path / f"{DATABASE_NAME}-wal"
+
+    for batch in range(5):  # 5 MiB: SQLite's own autocheckpoint would have reset the WAL at 4 MiB
+        await spool.append([entry(f"m{batch}-{n}", size=8192) for n in range(128)])
+
+    assert wal.stat().st_size > 5 * 1024 * 1024
+    await spool.close()
+    assert not wal.exists() or wal.stat().st_size == 0, "closing checkpoints everything"
+    assert len(await reopened_pending(tmp_path, clock)) == 5 * 128
+
+
+async def reopened_pending(directory: Path, clock: FakeClock) -> list[Any]:
+    spool = sqlite_spool(directory, clock, max_bytes=10**8)
+    recovery = await spool.open()
+    events = await spool.read_pending(0, 10_000)
+    assert recovery.pending_events == len(events)
+    await spool.close()
+    return events

@@ -1,5 +1,6 @@
 """The spool's writer thread: a failed group undoes every change in it; the posted ones (nobody waits for them) are
-tried again, but not the change that failed, and not forever."""
+tried again, but not the change that failed, and not forever. Its checkpointer keeps the WAL short without a commit
+ever checkpointing."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from intercom_sidecar.delivery.spool import SpoolError
-from intercom_sidecar.delivery.spool_writer import Writer
+from intercom_sidecar.delivery.spool_writer import Checkpointer, Writer
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -32,10 +34,23 @@ async def writer() -> AsyncIterator[Writer]:
     await writer.stop()
 
 
+async def hold(writer: Writer) -> threading.Event:
+    """Hold the writer in a group of its own until the returned gate is set: what is queued meanwhile goes
+    together into the next group."""
+    entered, gate = threading.Event(), threading.Event()
+
+    def held(conn: sqlite3.Connection, now: float) -> None:
+        entered.set()
+        gate.wait(5)
+
+    writer.post(held)
+    assert await asyncio.to_thread(entered.wait, 5)
+    return gate
+
+
 async def held_then_failed(writer: Writer, *posted: Any) -> None:
-    """Queue `posted` changes and a failing call behind a change that holds the writer, so all share one group."""
-    gate = threading.Event()
-    writer.post(lambda conn, now: gate.wait(5))
+    """Queue `posted` changes and a failing call while the writer is held, so they share one group."""
+    gate = await hold(writer)
     for apply, settle in posted:
         writer.post(apply, settle)
     failing = asyncio.ensure_future(writer.call(lambda conn, now: conn.execute("INSERT INTO missing VALUES (1)")))
@@ -67,14 +82,7 @@ async def test_a_posted_change_undone_with_a_failed_group_is_applied_again(write
 
 async def test_the_change_that_failed_is_not_tried_again(writer: Writer) -> None:
     settled: list[Any] = []
-    gate, holding = threading.Event(), threading.Event()
-
-    def hold(conn: sqlite3.Connection, now: float) -> None:
-        holding.set()
-        gate.wait(5)
-
-    writer.post(hold)
-    await asyncio.to_thread(holding.wait, 5)  # the writer is in a group of its own: the next two make one group
+    gate = await hold(writer)
     writer.post(lambda conn, now: conn.execute("INSERT INTO missing VALUES (1)"), settled.append)  # posted, failing
     good = asyncio.ensure_future(writer.call(lambda conn, now: conn.execute("INSERT INTO done VALUES (2)").rowcount))
     await asyncio.sleep(0)
@@ -84,3 +92,107 @@ async def test_the_change_that_failed_is_not_tried_again(writer: Writer) -> None
         await good  # it shared the failed group; its caller hears so and decides
     assert await count(writer) == 0
     assert settled == [None], "the failing change was settled as undone, once"
+
+
+# The checkpointer -------------------------------------------------------------------------------------------
+
+
+class Rounds:
+    """The checkpointer's rounds; `covering(commits)` waits (in a worker thread) for one that copied them all."""
+
+    def __init__(self) -> None:
+        self._covered = 0
+        self._changed = threading.Condition()
+
+    def __call__(self, commits: int) -> None:
+        with self._changed:
+            self._covered = commits
+            self._changed.notify_all()
+
+    async def covering(self, commits: int) -> None:
+        def wait() -> None:
+            with self._changed:
+                assert self._changed.wait_for(lambda: self._covered >= commits, timeout=5)
+
+        await asyncio.to_thread(wait)
+
+
+def file_database(path: Path) -> Callable[[], sqlite3.Connection]:
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("CREATE TABLE IF NOT EXISTS blobs (b BLOB)")
+        return conn
+
+    return connect
+
+
+async def write_mebibyte(writer: Writer) -> None:
+    await writer.call(lambda conn, now: conn.executemany("INSERT INTO blobs VALUES (?)", [(b"x" * 8192,)] * 128))
+
+
+async def checkpointed(
+    tmp_path: Path, wal_limit_bytes: int, connect: Callable[[], sqlite3.Connection] | None = None
+) -> AsyncIterator[tuple[Writer, Checkpointer, Rounds, Path]]:
+    database = tmp_path / "spool.db"
+    writer = Writer(file_database(database), "test", linger=0.0, clock=time.time)
+    await writer.start()
+    rounds = Rounds()
+    checkpointer = Checkpointer(
+        connect or (lambda: sqlite3.connect(database, isolation_level=None, check_same_thread=False)),
+        writer,
+        tmp_path / "spool.db-wal",
+        interval=0.001,
+        wal_limit_bytes=wal_limit_bytes,
+        on_checkpoint=rounds,
+    )
+    checkpointer.start()
+    yield writer, checkpointer, rounds, tmp_path / "spool.db-wal"
+    await asyncio.to_thread(checkpointer.stop)
+    await writer.stop()
+
+
+async def test_the_checkpointer_keeps_the_wal_short_while_commits_never_checkpoint(tmp_path: Path) -> None:
+    async for writer, _, rounds, wal in checkpointed(tmp_path, wal_limit_bytes=1 << 30):
+        sizes = []
+        for _ in range(8):
+            await write_mebibyte(writer)
+            await rounds.covering(writer.commits)
+            sizes.append(wal.stat().st_size)
+
+        assert await writer.call(lambda conn, now: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 0
+        assert max(sizes) < 2.5 * 1024 * 1024, "each write started the WAL again from its beginning"
+        assert await writer.call(lambda conn, now: conn.execute("SELECT count(*) FROM blobs").fetchone()[0]) == 1024
+
+
+async def test_without_the_checkpointer_the_wal_would_grow(tmp_path: Path) -> None:
+    writer = Writer(file_database(tmp_path / "spool.db"), "test", linger=0.0, clock=time.time)
+    await writer.start()
+    for _ in range(8):
+        await write_mebibyte(writer)
+
+    assert (tmp_path / "spool.db-wal").stat().st_size > 8 * 1024 * 1024, "commits alone never checkpoint"
+    await writer.stop()
+
+
+async def test_a_wal_over_its_limit_is_emptied(tmp_path: Path) -> None:
+    async for writer, _, rounds, wal in checkpointed(tmp_path, wal_limit_bytes=64 * 1024):
+        await write_mebibyte(writer)
+        await rounds.covering(writer.commits)
+
+        assert wal.stat().st_size == 0
+
+
+async def test_a_checkpointer_that_cannot_connect_gives_commits_their_checkpoints_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse() -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    async for writer, checkpointer, _, _ in checkpointed(tmp_path, wal_limit_bytes=1 << 30, connect=refuse):
+        await asyncio.to_thread(checkpointer.stop)  # it gave up at once; its last word was queued before it ended
+
+        assert await writer.call(lambda conn, now: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 1000
+        assert "commits checkpoint the WAL themselves" in caplog.text
