@@ -113,3 +113,77 @@ async def test_answers_without_rate_limit_headers_are_not_paced(clock: FakeClock
     for _ in range(3):
         await limiter.acquire()
     assert clock.sleeps == []
+
+
+async def test_waiting_requests_share_one_timer_and_go_in_arrival_order(clock: FakeClock) -> None:
+    """64 workers paced at one request a second: one wait per grant, not one per waiting worker per grant."""
+    limiter = RateLimiter(clock)
+    reset = clock.now() + 100
+    await grant(limiter, headers(100, reset, limit=10))
+    order: list[int] = []
+
+    async def worker(number: int) -> None:
+        await limiter.acquire()
+        order.append(number)
+
+    clock.sleeps.clear()
+    await asyncio.gather(*(worker(number) for number in range(64)))
+    assert order == list(range(64))
+    assert len(clock.sleeps) <= 64, f"{len(clock.sleeps)} waits for 64 grants"
+
+
+async def test_each_request_counts_its_own_wait(clock: FakeClock) -> None:
+    waits: list[float] = []
+    limiter = RateLimiter(clock, on_wait=waits.append)
+    reset = clock.now() + 4
+    await grant(limiter, headers(0, reset))
+    # Both wait for the reset; the first then probes the new window, and its answer lets the second go.
+    await asyncio.gather(grant(limiter, headers(9, reset + 10)), grant(limiter, headers(8, reset + 10)))
+    assert waits == [pytest.approx(4 + MARGIN), pytest.approx(4 + MARGIN)]
+    assert limiter.waited_seconds == pytest.approx(2 * (4 + MARGIN))
+
+
+async def test_a_request_that_gives_up_waiting_leaves_the_line(clock: FakeClock) -> None:
+    limiter = RateLimiter(clock)
+    await grant(limiter, headers(5, clock.now() + 1))
+    clock.advance(2)  # a new window: the first request probes it
+    await limiter.acquire()
+    gives_up = asyncio.ensure_future(limiter.acquire())
+    stays = asyncio.ensure_future(limiter.acquire())
+    await asyncio.sleep(0)
+    gives_up.cancel()
+    limiter.observe(headers(9, clock.now() + 10), 200)
+    await stays
+    assert gives_up.cancelled()
+
+
+async def test_a_probe_that_is_cancelled_before_it_sends_lets_the_others_go(clock: FakeClock) -> None:
+    limiter = RateLimiter(clock)
+    await grant(limiter, headers(0, clock.now() + 1))
+    waiting = asyncio.ensure_future(limiter.acquire())  # waits for the reset, then probes the new window
+    second = asyncio.ensure_future(limiter.acquire())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert waiting.done() and not second.done(), "the probe went; the other waits for its answer"
+    # The probe's caller never sends; had it been cancelled before resuming, release() must still happen:
+    limiter.release()
+    await second
+
+
+async def test_a_probe_turn_cancelled_before_its_caller_resumes_is_released(clock: FakeClock) -> None:
+    limiter = RateLimiter(clock)
+    await grant(limiter, headers(5, clock.now() + 1))
+    clock.advance(2)  # nothing known about this window
+    blocker = asyncio.ensure_future(limiter.acquire())  # probes it...
+    await blocker
+    probe = asyncio.ensure_future(limiter.acquire())  # ...so these two wait in line
+    other = asyncio.ensure_future(limiter.acquire())
+    await asyncio.sleep(0)
+    limiter.observe({}, 200)  # the first probe's answer, without rate-limit news: the window is still unknown
+    # What the pump does next, and a cancellation landing in the same loop turn, before `probe` resumes: it was
+    # granted the new window's probe, and will never send.
+    turn, _ = limiter._line.popleft()
+    turn.set_result(limiter._step(clock.now()))
+    probe.cancel()
+    await asyncio.wait_for(other, 1)  # had the probe turn not been released, `other` would wait for ever
+    assert probe.cancelled()
