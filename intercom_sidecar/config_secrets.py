@@ -12,6 +12,7 @@ from pathlib import Path
 from intercom_sidecar.errors import ConfigError
 
 __all__ = [
+    "FileWatch",
     "Secret",
     "checked_secret",
     "dead_letter_key",
@@ -136,6 +137,22 @@ def file_stamp(path: Path) -> tuple[int, int, int, int] | None:
     except OSError:
         return None
     return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+
+
+class FileWatch:
+    """Whether a secret file may hold something new since it was last looked at: its `file_stamp` moved. Each
+    change answers True once, so a file that stays broken is read (and reported) once, not on every look."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp = file_stamp(path)
+
+    def changed(self) -> bool:
+        stamp = file_stamp(self.path)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        return True
 
 
 def read_token_file(path: Path) -> Secret:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from intercom_sidecar.config import IntercomConfig, read_token_file
-from intercom_sidecar.config_secrets import file_stamp
+from intercom_sidecar.config_secrets import FileWatch
 from intercom_sidecar.errors import ConfigError, RetryableError
 from intercom_sidecar.intercom.client import IntercomClient
 from intercom_sidecar.telemetry.logs import register_secret
@@ -39,13 +39,14 @@ async def watch_token(
     current = config.token
     loop = asyncio.get_running_loop()
     last_probe = loop.time()
-    stamp = None if config.token_file is None else file_stamp(config.token_file)
+    watch = None if config.token_file is None else FileWatch(config.token_file)
     while True:
         await asyncio.sleep(check_seconds)
-        if config.token_file is not None and (new_stamp := file_stamp(config.token_file)) != stamp:
-            stamp = new_stamp  # read again only when the file changed (and a broken one is reported once)
+        if (
+            watch is not None and watch.changed()
+        ):  # read again only when the file changed: a broken one is reported once
             try:
-                token = read_token_file(config.token_file)
+                token = read_token_file(watch.path)
             except ConfigError as error:
                 _log.warning("Cannot re-read the access token: %s.", error.problem)
                 continue
@@ -53,7 +54,7 @@ async def watch_token(
                 current = token
                 register_secret(token.reveal())
                 client.set_token(token)
-                _log.warning("Picked up a new access token from `%s`.", config.token_file)
+                _log.warning("Picked up a new access token from `%s`.", watch.path)
                 resume()
                 continue
         if paused() and loop.time() - last_probe >= probe_seconds:

@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 
 from intercom_sidecar.config import Secret, ServerConfig, read_auth_token_file
-from intercom_sidecar.config_secrets import file_stamp
+from intercom_sidecar.config_secrets import FileWatch
 from intercom_sidecar.errors import ConfigError
 from intercom_sidecar.telemetry.logs import register_secret
 
@@ -44,26 +44,18 @@ class TokenSource:
     def __init__(self, token: Secret, path: Path | None = None) -> None:
         self._token = token
         self._expected = token.reveal().encode()
-        self._path = path
-        self._stat = file_stamp(path) if path is not None else None
-        self._reported: object = None
+        self._watch = FileWatch(path) if path is not None else None
 
     def expected(self) -> bytes:
-        if self._path is not None:
-            self._refresh(self._path)
+        if self._watch is not None and self._watch.changed():
+            self._reread(self._watch.path)
         return self._expected
 
-    def _refresh(self, path: Path) -> None:
-        stat = file_stamp(path)
-        if stat == self._stat:
-            return
-        self._stat = stat
+    def _reread(self, path: Path) -> None:
         try:
             token = read_auth_token_file(path)
         except ConfigError as error:
-            if self._reported != stat:
-                self._reported = stat
-                _log.warning("Keeping the current gRPC auth token: %s.", error)
+            _log.warning("Keeping the current gRPC auth token: %s.", error)
             return
         if token != self._token:
             register_secret(token.reveal())

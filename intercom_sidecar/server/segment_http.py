@@ -36,7 +36,7 @@ from typing import Any, Final
 from opentelemetry.context import Context
 
 from intercom_sidecar.config import SegmentConfig, read_segment_write_keys
-from intercom_sidecar.config_secrets import Secret, file_stamp
+from intercom_sidecar.config_secrets import FileWatch, Secret
 from intercom_sidecar.config_values import split_listen
 from intercom_sidecar.errors import ConfigError, InvalidEventError
 from intercom_sidecar.http_server import HttpServer, Request, Response
@@ -75,8 +75,7 @@ class WriteKeys:
 
     def __init__(self, keys: Sequence[Secret], path: Path | None = None) -> None:
         self._keys = tuple(key.reveal().encode() for key in keys)
-        self._path = path
-        self._stamp = file_stamp(path) if path is not None else None
+        self._watch = FileWatch(path) if path is not None else None
 
     @property
     def required(self) -> bool:
@@ -85,8 +84,8 @@ class WriteKeys:
     def allows(self, authorization: str | None) -> bool:
         """True when `authorization` is `Basic base64(writeKey:)` with an accepted key (compared in constant
         time with every key), or when no key is configured."""
-        if self._path is not None:
-            self._refresh(self._path)
+        if self._watch is not None and self._watch.changed():
+            self._reread(self._watch.path)
         if not self._keys:
             return True
         scheme, _, credentials = (authorization or "").strip().partition(" ")
@@ -101,11 +100,7 @@ class WriteKeys:
             found |= hmac.compare_digest(user, key)
         return found
 
-    def _refresh(self, path: Path) -> None:
-        stamp = file_stamp(path)
-        if stamp == self._stamp:
-            return
-        self._stamp = stamp
+    def _reread(self, path: Path) -> None:
         try:
             keys = read_segment_write_keys(path)
         except ConfigError as error:
