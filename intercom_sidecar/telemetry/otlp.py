@@ -92,21 +92,20 @@ _name_cache: dict[str, bytes] = {}
 
 def _key(key: str) -> bytes:
     """KeyValue field 1, the key, encoded once per distinct key."""
-    encoded = _key_cache.get(key)
-    if encoded is None:
-        encoded = _field(b"\x0a", _text(key))
-        if len(_key_cache) < _CACHE_LIMIT:
-            _key_cache[key] = encoded
-    return encoded
+    return _cached(_key_cache, b"\x0a", key)
 
 
 def _name(name: str) -> bytes:
     """Span field 5, the name, encoded once per distinct name."""
-    encoded = _name_cache.get(name)
+    return _cached(_name_cache, b"\x2a", name)
+
+
+def _cached(cache: dict[str, bytes], tag: bytes, text: str) -> bytes:
+    encoded = cache.get(text)
     if encoded is None:
-        encoded = _field(b"\x2a", _text(name))
-        if len(_name_cache) < _CACHE_LIMIT:
-            _name_cache[name] = encoded
+        encoded = _field(tag, _text(text))
+        if len(cache) < _CACHE_LIMIT:
+            cache[text] = encoded
     return encoded
 
 

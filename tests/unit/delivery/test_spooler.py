@@ -199,15 +199,17 @@ async def test_replays_during_a_backlog_are_delivered_once(tmp_path: Path) -> No
     await spool.close()
 
 
+def small_spool(kind: str, directory: Path, *, max_events: int) -> Spool:
+    if kind == "sqlite":
+        return SqliteSpool(directory, max_events=max_events, max_bytes=1_000_000)
+    return MemorySpool(max_events=max_events, max_bytes=1_000_000)
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "memory"])
 async def test_duplicates_in_a_batch_do_not_crowd_out_new_events_when_the_spool_is_nearly_full(
     kind: str, tmp_path: Path
 ) -> None:
-    spool: Spool
-    if kind == "sqlite":
-        spool = SqliteSpool(tmp_path, max_events=2, max_bytes=1_000_000)
-    else:
-        spool = MemorySpool(max_events=2, max_bytes=1_000_000)
+    spool = small_spool(kind, tmp_path, max_events=2)
     await spool.open()
     harness = Harness(spool)
     harness.sender.gate("a1")  # nothing is delivered, so nothing makes room
@@ -252,11 +254,7 @@ async def test_a_replay_larger_than_the_window_is_read_back_in_windows(make_spoo
 async def test_accept_then_answers_each_event_once_after_the_call_and_a_failing_answer_costs_no_other(
     kind: str, tmp_path: Path
 ) -> None:
-    spool: Spool
-    if kind == "sqlite":
-        spool = SqliteSpool(tmp_path, max_events=3, max_bytes=1_000_000)
-    else:
-        spool = MemorySpool(max_events=3, max_bytes=1_000_000)
+    spool = small_spool(kind, tmp_path, max_events=3)
     await spool.open()
     harness = Harness(spool)
     harness.sender.gate("a1")
