@@ -114,3 +114,30 @@ async def test_submit_then_delivers_once_and_never_from_within_the_call() -> Non
     await got.wait()
     await asyncio.sleep(0)  # anything more would come in the same or the next turn
     assert [(a.message_id, a.status) for a in delivered] == [("m1", AckStatus.ACCEPTED)]
+
+
+async def test_a_stream_keeps_reading_while_its_acks_are_not_taken_and_closes_cleanly() -> None:
+    """A client that sends but does not read its acks: gRPC stops pulling acks from the handler, yet every event
+    is read and spooled (the reader is its own task), and closing the call ends that task."""
+    intake, spool = await _intake()
+    servicer = EventServicer(intake, LimitsConfig())
+    read_to_the_end = asyncio.Event()
+
+    async def requests() -> AsyncIterator[bytes]:
+        for number in range(20):
+            yield _track(f"m{number}")
+        read_to_the_end.set()
+
+    call = servicer.Stream(requests(), _Context())  # type: ignore[arg-type]
+    first = await call.__anext__()  # one ack taken, then none
+    assert first.status == Ack.STATUS_ACCEPTED
+    await read_to_the_end.wait()
+    for _ in range(100):  # the last appends finish in the spooler's task, a turn or two later
+        if spool.room()[0] == 80:
+            break
+        await asyncio.sleep(0)
+    assert spool.room()[0] == 80, "every event was taken though its ack was not read"
+
+    await call.aclose()  # what gRPC does when the call ends
+    await asyncio.sleep(0)
+    assert not servicer._readers, "the reader task ended with the call"
