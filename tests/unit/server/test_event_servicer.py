@@ -4,7 +4,7 @@ a `Send` batch come back in event order from one wait, and a stream gets one ack
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -129,6 +129,7 @@ async def test_a_stream_keeps_reading_while_its_acks_are_not_taken_and_closes_cl
         read_to_the_end.set()
 
     call = servicer.Stream(requests(), _Context())  # type: ignore[arg-type]
+    assert isinstance(call, AsyncGenerator)
     first = await call.__anext__()  # one ack taken, then none
     assert first.status == Ack.STATUS_ACCEPTED
     await read_to_the_end.wait()
