@@ -167,11 +167,16 @@ def connect_and_recover(path: Path, moved_aside: tuple[Path, ...]) -> tuple[sqli
     return conn, recovery
 
 
+CHECKPOINTER_BUSY_TIMEOUT_MS = 50
+"""How long the checkpointer's TRUNCATE may wait for readers (commits wait behind it meanwhile)."""
+
+
 def connect_checkpointer(path: Path) -> sqlite3.Connection:
     """The checkpointer's own connection to the database the writer has opened (and recovered)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # Short: a TRUNCATE checkpoint waits for readers while holding the write lock, so every commit waits too.
+        conn.execute(f"PRAGMA busy_timeout = {CHECKPOINTER_BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA synchronous = FULL")
     except BaseException:
         conn.close()

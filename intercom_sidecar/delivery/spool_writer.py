@@ -53,6 +53,8 @@ _RETRY_PAUSE_SECONDS = 0.1
 """The writer's pause before the group that retries them (doubling each time): a full disk is given a moment."""
 
 
+_SHRINK_PAUSE_ROUNDS = 20
+"""Checkpointer rounds (of `interval`, 0.5 s) without a TRUNCATE after one that readers kept waiting."""
 _DEFAULT_AUTOCHECKPOINT_PAGES = 1000
 """SQLite's own `wal_autocheckpoint`, given back to the writer's connection if the checkpointer cannot work."""
 
@@ -270,6 +272,7 @@ class Checkpointer:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spool-checkpointer", daemon=True)
         self._failing = False
+        self._shrink_pause = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -301,8 +304,9 @@ class Checkpointer:
         """Checkpoint (at least) what the first `seen` commits wrote; False when it could not (another checkpoint
         under way, such as the operator CLI's, or an error)."""
         try:
-            mode = "TRUNCATE" if _size(self._wal) > self._limit else "PASSIVE"
-            busy = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()[0]
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if not busy and frames == copied and _size(self._wal) > self._limit:
+                self._shrink(conn)
         except sqlite3.Error:
             if not self._failing:
                 _log.exception("Could not checkpoint the spool's WAL; trying again in %g s.", self._interval)
@@ -315,6 +319,15 @@ class Checkpointer:
         if self._on_checkpoint is not None:
             self._on_checkpoint(seen)
         return True
+
+    def _shrink(self, conn: sqlite3.Connection) -> None:
+        """Empty an oversized WAL (TRUNCATE), unless a reader kept the last attempt from it: while a TRUNCATE waits
+        for readers it holds the write lock, so after one that was kept waiting, leave it for a while."""
+        if self._shrink_pause > 0:
+            self._shrink_pause -= 1
+            return
+        if conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+            self._shrink_pause = _SHRINK_PAUSE_ROUNDS
 
     def _give_back(self) -> None:
         pages = _DEFAULT_AUTOCHECKPOINT_PAGES

@@ -5,6 +5,7 @@ ever checkpointing."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from intercom_sidecar.delivery.spool import SpoolError
+from intercom_sidecar.delivery.spool_files import connect_checkpointer
 from intercom_sidecar.delivery.spool_writer import Checkpointer, Writer
 
 pytestmark = pytest.mark.timeout(10)
@@ -196,3 +198,28 @@ async def test_a_checkpointer_that_cannot_connect_gives_commits_their_checkpoint
 
         assert await writer.call(lambda conn, now: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 1000
         assert "commits checkpoint the WAL themselves" in caplog.text
+
+
+async def test_a_reader_holding_an_old_snapshot_does_not_hold_up_commits(tmp_path: Path) -> None:
+    """An operator's `sqlite3` shell (or a backup tool) in a read transaction while the WAL is over its limit: a
+    TRUNCATE waiting for it would hold the write lock for the whole busy timeout, and every commit with it."""
+    database = tmp_path / "spool.db"
+    connect = functools.partial(connect_checkpointer, database)
+    async for writer, _, rounds, _ in checkpointed(tmp_path, wal_limit_bytes=64 * 1024, connect=connect):
+        await writer.call(lambda conn, now: conn.execute("INSERT INTO blobs VALUES (x'00')"))
+        reader = sqlite3.connect(database, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM blobs").fetchone()
+        try:
+            await write_mebibyte(writer)  # the WAL passes its limit while the reader pins it
+            slowest = 0.0
+            for _ in range(20):
+                started = time.monotonic()
+                await writer.call(lambda conn, now: conn.execute("INSERT INTO blobs VALUES (x'01')").rowcount)
+                slowest = max(slowest, time.monotonic() - started)
+                await rounds.covering(writer.commits)  # a checkpointer round ran after each commit
+        finally:
+            reader.execute("COMMIT")
+            reader.close()
+
+        assert slowest < 1.0, f"a commit waited {slowest:.2f} s behind the checkpointer"
