@@ -85,6 +85,7 @@ class RateLimiter:
                 self.release()  # its request will not be sent: the others need not wait for its answer
             if self._pump is not None and all(waiting.done() for waiting, _ in self._line):
                 self._pump.cancel()
+                self._pump = None  # a request arriving before the cancelled pump has ended starts a new one
             raise
         waited = self._clock.now() - began
         self.waited_seconds += waited
@@ -108,7 +109,8 @@ class RateLimiter:
                 else:
                     await self._clock.sleep(step)
         finally:
-            self._pump = None
+            if self._pump is asyncio.current_task():
+                self._pump = None
 
     def _step(self, now: float) -> str | float | asyncio.Future[None]:
         """What the next request may do now: go (`_GRANTED`, or `_PROBE` first into an unknown window; the grant

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
+from intercom_sidecar.delivery.clock import SystemClock
 from intercom_sidecar.delivery.ratelimit import RateLimiter
 from tests.conftest import FakeClock
 
@@ -187,3 +189,18 @@ async def test_a_probe_turn_cancelled_before_its_caller_resumes_is_released(cloc
     probe.cancel()
     await asyncio.wait_for(other, 1)  # had the probe turn not been released, `other` would wait for ever
     assert probe.cancelled()
+
+
+async def test_a_request_arriving_as_the_last_waiter_gives_up_is_still_served() -> None:
+    """The last waiter's cancellation stops the pump (asleep on a real timer here); a request in the same loop turn
+    must get a pump of its own rather than join a line nobody serves."""
+    limiter = RateLimiter(SystemClock())
+    limiter.observe(headers(0, time.time() + 0.2), 429)
+    first = asyncio.ensure_future(limiter.acquire())
+    while limiter._pump is None:  # `first` waits in line, and the pump sleeps until the block ends
+        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    first.cancel()
+    second = asyncio.ensure_future(limiter.acquire())
+    await asyncio.wait_for(second, 2)
+    assert first.cancelled()
