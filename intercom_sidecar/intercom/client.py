@@ -41,6 +41,8 @@ __all__ = ["IntercomClient", "IntercomResponse", "id_of", "parse_error_envelope"
 
 _MAX_MESSAGE_CHARS = 500
 _CONNECTIONS_PER_POOL = 4
+_PATH_SAFE = "/:@!$&'()*+,;=%"
+"""What a path keeps unquoted, as httpx has it: RFC 3986's separators and sub-delimiters, and escapes as given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,10 @@ class IntercomClient:
             answer = await self._channel.send(method, path, params, content)
         except httpx.TransportError as exc:
             failure = _transport_failure(exc, endpoint)
+        except BaseException:  # cancelled (a stop) or failed oddly: no answer will release the limiter's probe
+            if self._limiter is not None:
+                self._limiter.release()
+            raise
         elapsed = time.perf_counter() - started
         if failure is not None:
             self._metrics.intercom_call(endpoint, None, elapsed, error_type=failure.code)
@@ -271,7 +277,10 @@ class _DirectChannel:
         self._transport = transport
         timeout = config.timeout_seconds
         self._timeouts: Timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
-        self._host = parts.netloc.rpartition("@")[2].encode("idna")
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        explicit = parts.port is not None and parts.port != default_port
+        self._host = (f"{host}:{parts.port}" if explicit else host).encode("idna")
         self._headers: list[tuple[bytes, bytes]] = []
         self._config = config
         self.set_token(config.token)
@@ -281,7 +290,7 @@ class _DirectChannel:
         self._headers = [(b"Host", self._host)] + [(name.encode(), value.encode()) for name, value in fixed.items()]
 
     async def send(self, method: str, path: str, params: Mapping[str, str] | None, content: bytes | None) -> _Answer:
-        target = quote(self._prefix + path, safe="/")
+        target = quote(self._prefix + path, safe=_PATH_SAFE)
         if params:
             target = f"{target}?{urlencode(params)}"
         headers = self._headers
@@ -289,8 +298,8 @@ class _DirectChannel:
             headers = [*headers, (b"Content-Type", b"application/json"), (b"Content-Length", b"%d" % len(content))]
         try:
             request = h11.Request(method=method, target=target, headers=headers)
-        except h11.LocalProtocolError as exc:  # a header h11 refuses (a token with a line break, say)
-            raise httpx.LocalProtocolError(str(exc)) from None
+        except h11.LocalProtocolError:  # a header h11 refuses (a token with a line break, say): not quoted here
+            raise httpx.LocalProtocolError("a request header was refused") from None
         answer = await self._transport.exchange(self._origin, request, content or b"", self._timeouts)
         return answer.status, _ResponseHeaders(answer.headers), answer.body
 

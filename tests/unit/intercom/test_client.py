@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import traceback
 from collections.abc import Callable
 
@@ -11,8 +13,17 @@ import pytest
 
 from intercom_sidecar import __version__
 from intercom_sidecar.config import Config
+from intercom_sidecar.delivery.clock import SystemClock
+from intercom_sidecar.delivery.ratelimit import RateLimiter
 from intercom_sidecar.errors import ConfigError, RetryableError
-from intercom_sidecar.intercom.client import IntercomClient, IntercomResponse, _split, parse_error_envelope
+from intercom_sidecar.intercom.client import (
+    IntercomClient,
+    IntercomResponse,
+    _DirectChannel,
+    _split,
+    parse_error_envelope,
+)
+from intercom_sidecar.intercom.transport import H11Transport
 from tests.conftest import TEST_TOKEN
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -291,3 +302,44 @@ def test_the_client_refuses_to_send_the_token_in_clear_to_another_host(
 )
 def test_the_client_takes_https_and_loopback_http(config_factory: Callable[..., Config], base_url: str) -> None:
     IntercomClient(config_factory(base_url=base_url).intercom, transport=httpx.MockTransport(Recorder()))
+
+
+async def test_a_request_cancelled_in_flight_releases_the_rate_limit_probe(
+    config_factory: Callable[..., Config],
+) -> None:
+    """The first request into a window nothing is known about goes alone; if it is cancelled (the sidecar stopping)
+    before its answer, the others must not wait for an answer that will never come."""
+    limiter = RateLimiter(SystemClock())
+    window_over = str(time.time() - 1)
+    limiter.observe({"x-ratelimit-remaining": "5", "x-ratelimit-reset": window_over}, 200)
+    sent = asyncio.Event()
+
+    async def never_answer(request: httpx.Request) -> httpx.Response:
+        sent.set()
+        await asyncio.Event().wait()
+        raise AssertionError("not reached")
+
+    config = config_factory().intercom
+    async with IntercomClient(config, transport=httpx.MockTransport(never_answer), limiter=limiter) as client:
+        probe = asyncio.ensure_future(client.request("GET", "/me", endpoint="GET /me"))
+        await sent.wait()
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        await asyncio.wait_for(limiter.acquire(), 1)  # the next request may probe the window now
+
+
+@pytest.mark.parametrize(
+    ("base_url", "host"),
+    [
+        ("https://api.intercom.io", b"api.intercom.io"),
+        ("https://api.intercom.io:443", b"api.intercom.io"),  # the scheme's own port is left out, as httpx does
+        ("https://api.intercom.io:8443", b"api.intercom.io:8443"),
+        ("http://127.0.0.1:8089", b"127.0.0.1:8089"),
+        ("http://[::1]:8089", b"[::1]:8089"),
+    ],
+)
+def test_the_host_header_of_the_direct_path(config_factory: Callable[..., Config], base_url: str, host: bytes) -> None:
+    config = config_factory(base_url=base_url).intercom
+    channel = _DirectChannel(config, H11Transport())
+    assert channel._headers[0] == (b"Host", host)
