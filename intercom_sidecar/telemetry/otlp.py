@@ -341,7 +341,7 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     for span in spans:
         try:
             encoded = _span(span)
-        except (TypeError, ValueError, AttributeError, KeyError) as error:
+        except (TypeError, ValueError, AttributeError, KeyError, struct.error) as error:
             _log.warning("Span `%s` left out of the export: %s.", getattr(span, "name", "?"), error)
             continue
         resource = span.resource

@@ -33,6 +33,8 @@ _log = logging.getLogger(__name__)
 _DEFAULT_MAX_QUEUE_SIZE = 2048
 _DEFAULT_MAX_BATCH = 512
 _DEFAULT_SCHEDULE_DELAY_MILLIS = 5000.0
+_SHUTDOWN_TIMEOUT_MILLIS = 5000.0
+"""At shutdown, how long queued spans may take to export (the SDK's batch processor allows 30 s)."""
 
 
 class QueueSpanProcessor(SpanProcessor):
@@ -56,6 +58,7 @@ class QueueSpanProcessor(SpanProcessor):
         self._wake = threading.Event()
         self._export_lock = threading.Lock()
         self._shutdown = False
+        self._shutdown_deadline: float | None = None
         self.dropped_spans = 0
         """Spans dropped because the queue was full (or ended after shutdown)."""
         self._dropped_reported = 0
@@ -88,12 +91,15 @@ class QueueSpanProcessor(SpanProcessor):
             return False
         return self._export(full_batches_only=False, deadline=time.monotonic() + timeout_millis / 1000)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_millis: float = _SHUTDOWN_TIMEOUT_MILLIS) -> None:
+        """Export what is queued, for at most `timeout_millis` (a collector that is down must not hold up the
+        sidecar's exit past its grace period), then shut the exporter down, which ends any retry it is in."""
         if self._shutdown:
             return
+        self._shutdown_deadline = time.monotonic() + timeout_millis / 1000
         self._shutdown = True
         self._wake.set()
-        self._worker.join()
+        self._worker.join(timeout_millis / 1000)
         self._exporter.shutdown()
 
     @property
@@ -112,7 +118,7 @@ class QueueSpanProcessor(SpanProcessor):
             if self._shutdown:
                 break
             self._export(full_batches_only=woken)
-        self._export(full_batches_only=False)
+        self._export(full_batches_only=False, deadline=self._shutdown_deadline)
 
     def _export(self, *, full_batches_only: bool, deadline: float | None = None) -> bool:
         """Export queued spans in batches (only full ones when asked); True when none is left behind."""

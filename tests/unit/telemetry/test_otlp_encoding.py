@@ -150,3 +150,14 @@ def test_a_lone_surrogate_does_not_fail_the_batch() -> None:
     decoded = _decoded([span]).resource_spans[0].scope_spans[0].spans[0]
     assert decoded.name == "bad ? name"
     assert decoded.attributes[0].value.string_value == "bad ?"
+
+
+def test_a_span_that_cannot_be_encoded_is_left_out_and_the_batch_still_goes(caplog: pytest.LogCaptureFixture) -> None:
+    flags = TraceFlags(TraceFlags.SAMPLED)
+    broken = ReadableSpan("broken", context=SpanContext(1, 3, False, flags), start_time=-5, end_time=2)
+    fine = ReadableSpan("fine", context=SpanContext(1, 2, False, flags), start_time=1, end_time=2)
+    with caplog.at_level(logging.WARNING):
+        request = ExportTraceServiceRequest.FromString(encode_spans([broken, fine]))
+    names = [span.name for resource in request.resource_spans for scope in resource.scope_spans for span in scope.spans]
+    assert names == ["fine"]
+    assert "Span `broken` left out of the export" in caplog.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -155,3 +156,35 @@ def test_the_standard_variables_size_it(caplog: pytest.LogCaptureFixture) -> Non
         assert "`OTEL_BSP_MAX_QUEUE_SIZE` must be a positive integer" in caplog.text
     finally:
         processor.shutdown()
+
+
+class Unreachable(SpanExporter):
+    """A collector that is down: an export waits (the SDK exporter's retries) until the exporter is shut down."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+        self.exports = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.exports += 1
+        self.stopped.wait(WAIT)
+        return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self.stopped.set()
+
+
+def test_shutdown_gives_a_collector_that_is_down_its_deadline_and_no_more(
+    processors: list[QueueSpanProcessor],
+) -> None:
+    exporter = Unreachable()
+    processor = make(processors, exporter, schedule_delay_millis=3_600_000, max_export_batch_size=1)
+    for name in ("a", "b", "c"):
+        processor.on_end(span(name))
+
+    started = time.monotonic()
+    processor.shutdown(timeout_millis=200)
+
+    assert time.monotonic() - started < WAIT / 2, "shutdown waited for the exporter's own timeouts"
+    assert exporter.stopped.is_set(), "the exporter was shut down, which ends its retries"
+    assert exporter.exports <= 2, "no batch is started after the deadline"
