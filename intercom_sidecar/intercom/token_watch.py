@@ -39,12 +39,11 @@ async def watch_token(
     current = config.token
     loop = asyncio.get_running_loop()
     last_probe = loop.time()
+    # The file is read again only when it changed, so a broken one is reported once.
     watch = None if config.token_file is None else FileWatch(config.token_file)
     while True:
         await asyncio.sleep(check_seconds)
-        if (
-            watch is not None and watch.changed()
-        ):  # read again only when the file changed: a broken one is reported once
+        if watch is not None and watch.changed():
             try:
                 token = read_token_file(watch.path)
             except ConfigError as error:
