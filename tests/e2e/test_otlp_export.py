@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -16,6 +15,7 @@ from intercom_sidecar._generated.intercom_sidecar.v1 import event_pb2, service_p
 from intercom_sidecar.app import App
 from intercom_sidecar.fake import FakeIntercom
 from intercom_sidecar.telemetry.setup import make_tracer_provider
+from tests.collectors import serve_trace_collector
 from tests.e2e.conftest import sidecar_config
 
 pytestmark = pytest.mark.e2e
@@ -44,14 +44,8 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):
 def collector() -> Iterator[tuple[Collector, int]]:
     """A synchronous gRPC server: the exporter runs in its own thread and flushes while the event loop waits."""
     servicer = Collector()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
+    with serve_trace_collector(servicer) as port:
         yield servicer, port
-    finally:
-        server.stop(0)
 
 
 async def test_spans_reach_the_collector(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
@@ -18,6 +17,7 @@ from intercom_sidecar.telemetry.exporters import GrpcSpanExporter, HttpSpanExpor
 from intercom_sidecar.telemetry.processor import QueueSpanProcessor
 from intercom_sidecar.telemetry.setup import make_tracer_provider
 from intercom_sidecar.telemetry.tracer import LeanTracerProvider
+from tests.collectors import serve_trace_collector
 
 Request = tuple[trace_service_pb2.ExportTraceServiceRequest, dict[str, str]]
 
@@ -38,14 +38,8 @@ class GrpcCollector(trace_service_pb2_grpc.TraceServiceServicer):
 @pytest.fixture
 def grpc_collector() -> Iterator[tuple[GrpcCollector, int]]:
     collector = GrpcCollector()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
+    with serve_trace_collector(collector) as port:
         yield collector, port
-    finally:
-        server.stop(0)
 
 
 @pytest.fixture
