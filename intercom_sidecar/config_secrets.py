@@ -139,13 +139,22 @@ def file_stamp(path: Path) -> tuple[int, int, int, int] | None:
     return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
 
 
+_NOT_LOOKED = (-1, -1, -1, -1)
+
+
 class FileWatch:
     """Whether a secret file may hold something new since it was last looked at: its `file_stamp` moved. Each
-    change answers True once, so a file that stays broken is read (and reported) once, not on every look."""
+    change answers True once, so a file that stays broken is read (and reported) once, not on every look.
+
+    The first look always answers True: the value in use was read before the watch began (when the
+    configuration was loaded), so an edit in between, or a read that caught the file half written, would otherwise
+    go unseen until the file changed again. Callers compare what they read with what they hold, so reading an
+    unchanged file once more changes nothing. The stamp is taken before the caller reads, so a write that lands
+    during the read moves the stamp again and is read at the next look."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp = file_stamp(path)
+        self._stamp: tuple[int, int, int, int] | None = _NOT_LOOKED
 
     def changed(self) -> bool:
         stamp = file_stamp(self.path)

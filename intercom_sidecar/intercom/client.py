@@ -43,6 +43,8 @@ _MAX_MESSAGE_CHARS = 500
 _CONNECTIONS_PER_POOL = 4
 _PATH_SAFE = "/:@!$&'()*+,;=%"
 """What a path keeps unquoted, as httpx has it: RFC 3986's separators and sub-delimiters, and escapes as given."""
+_METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+"""Methods httpx gives a `Content-Length: 0` when they carry no body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +298,8 @@ class _DirectChannel:
         headers = self._headers
         if content is not None:
             headers = [*headers, (b"Content-Type", b"application/json"), (b"Content-Length", b"%d" % len(content))]
+        elif method in _METHODS_WITH_BODY:  # as httpx does: a POST without a body still says its length
+            headers = [*headers, (b"Content-Length", b"0")]
         try:
             request = h11.Request(method=method, target=target, headers=headers)
         except h11.LocalProtocolError:  # a header h11 refuses (a token with a line break, say): not quoted here

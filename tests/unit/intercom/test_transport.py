@@ -492,6 +492,7 @@ async def test_intercom_client_by_default_sends_what_httpx_would_send(
             await client.request(
                 "DELETE", "/contacts/c 1/companies/2", endpoint="DELETE /contacts/{id}/companies/{id}"
             ),
+            await client.request("POST", "/contacts/c1/archive", endpoint="POST /contacts/{id}/archive"),
         ]
 
     async with serve(answer) as server:
@@ -505,7 +506,7 @@ async def test_intercom_client_by_default_sends_what_httpx_would_send(
         sent_by_httpx = server.requests[:]
 
     ignored = {b"accept-encoding", b"connection"}
-    assert len(sent_directly) == len(sent_by_httpx) == 3
+    assert len(sent_directly) == len(sent_by_httpx) == 4
     for ours, theirs in zip(sent_directly, sent_by_httpx, strict=True):
         line, headers, body = _request_parts(ours)
         their_line, their_headers, their_body = _request_parts(theirs)
@@ -513,6 +514,7 @@ async def test_intercom_client_by_default_sends_what_httpx_would_send(
         assert headers == {name: value for name, value in their_headers.items() if name not in ignored}
     assert _request_parts(sent_directly[1])[0] == b"GET /companies?company_id=a+b%26c HTTP/1.1"
     assert _request_parts(sent_directly[0])[1][b"authorization"] == b"Bearer tok-1"
+    assert _request_parts(sent_directly[3])[1][b"content-length"] == b"0"  # a POST without a body says so
     first = direct[0]
     assert (first.status, first.json(), first.request_id) == (200, {"id": "me"}, "r1")
     assert first.headers["X-REQUEST-ID"] == "r1" and first.headers.get("vary") == "a, b"
