@@ -1,15 +1,19 @@
 """The load generator, run in its own process: the same code drives the ceiling and the sidecar.
 
 Events are built before the clock starts and the channel is connected (`channel_ready`) before it starts too.
-Times are `time.perf_counter()` (CLOCK_MONOTONIC), comparable across processes on one machine.
+Times are `time.perf_counter()` (CLOCK_MONOTONIC), comparable across processes on one machine. The client's own
+garbage collector is off while it measures (`_channel`): a full collection over the prepared events stopped its
+loop for tens of milliseconds, which showed up as ack latency of whatever server was under test.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -27,6 +31,22 @@ _ACCEPTED = event_pb2.Ack.STATUS_ACCEPTED
 
 def _status_name(status: int) -> str:
     return event_pb2.Ack.Status.Name(status).removeprefix("STATUS_")  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def _channel(target: str) -> AsyncIterator[grpc.aio.Channel]:
+    """A connected channel to `target`, with this process's garbage collector off until it is closed (what
+    exists by then, the prepared events included, is frozen out of later collections)."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            await channel.channel_ready()
+            yield channel
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 def _result(started: float, statuses: Counter[str], offered: int) -> dict[str, Any]:
@@ -58,8 +78,7 @@ async def stream(target: str, count: int, users: int, tag: str, max_seconds: flo
             offered += 1
             yield event
 
-    async with grpc.aio.insecure_channel(target) as channel:
-        await channel.channel_ready()
+    async with _channel(target) as channel:
         stub = service_pb2_grpc.EventServiceStub(channel)
         started = time.perf_counter()
         call = stub.Stream(requests(started + max_seconds), timeout=_TIMEOUT)
@@ -102,8 +121,7 @@ async def send_batches(
             if time.perf_counter() > deadline:
                 return
 
-    async with grpc.aio.insecure_channel(target) as channel:
-        await channel.channel_ready()
+    async with _channel(target) as channel:
         stub = service_pb2_grpc.EventServiceStub(channel)
         started = time.perf_counter()
         await asyncio.gather(*(caller(stub, started + max_seconds) for _ in range(in_flight)))
@@ -142,8 +160,7 @@ async def paced_stream(
         if ack.status == _ACCEPTED:
             latencies.append(now - sent[ack.message_id])
 
-    async with grpc.aio.insecure_channel(target) as channel:
-        await channel.channel_ready()
+    async with _channel(target) as channel:
         stub = service_pb2_grpc.EventServiceStub(channel)
         started = time.perf_counter()
         call = stub.Stream(paced(), timeout=_TIMEOUT)
