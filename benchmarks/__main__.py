@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.calls import CallsSettings, format_calls, measure_calls
+from benchmarks.decode_floor import format_floor, measure_floor
 from benchmarks.hosts import sidecar_config
 from benchmarks.report import format_scenario, machine_facts, summarize, write_json
 from benchmarks.scenarios import HELD, SIDECAR, Bench, Settings, delivery_run, run_scenario, scenarios, send_run
@@ -37,7 +38,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY",
-        help="run only this scenario (stream, send, latency, delivery, transport, ...)",
+        help="run only this scenario (stream, send, latency, delivery, transport, calls, floor, ...)",
     )
     return parser.parse_args(argv)
 
@@ -110,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             calls_settings = CallsSettings(users=settings.users, events_per_hour=settings.calls_events_per_hour)
             results["calls"] = measure_calls(calls_settings)
             tables.append(format_calls(len(tables) + 1, results["calls"], calls_settings))
+        if not args.only or "floor" in args.only:
+            _progress("the floor under intake")
+            results["floor"] = measure_floor()
+            tables.append(format_floor(len(tables) + 1, results["floor"]))
         config = _config_facts(bench)
     finally:
         bench.close()
