@@ -9,6 +9,13 @@ threads), with the default commit interval (the writer lingers up to 2 ms for as
 group had) and without lingering. Back-to-back appenders batch well without lingering (the event loop enqueues
 every ready caller before the writer thread gets the GIL); the think-time rows show what lingering buys when
 arrivals are spread out, as they are from separate clients.
+
+`--insert N` instead times the writer thread's SQL alone: N bench-sized track events stored in batches of 200
+(one transaction each, synchronous=FULL) straight through `spool_files.insert_new`, no threads, no event loop.
+Its instruction count is the noise-free figure (`--insert-build N` does everything but the inserts):
+
+    for run in --insert-build --insert; do valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
+      .venv/bin/python -m benchmarks.spool_probe $run 5000 2>&1 | grep Collected; done
 """
 
 from __future__ import annotations
@@ -22,10 +29,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.events import track_events
+from intercom_sidecar.delivery import spool_files
 from intercom_sidecar.delivery.spool import SpoolEntry
 from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
 
-__all__ = ["ProbeResult", "measure_append_throughput"]
+__all__ = ["ProbeResult", "measure_append_throughput", "measure_inserts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +128,48 @@ def measure_append_throughput(
     return results
 
 
+def measure_inserts(count: int, *, batch: int = 200, build_only: bool = False) -> float:
+    """CPU seconds (process time) to store `count` bench track events, `batch` per transaction, with the writer's
+    statements: the spool's SQL without its threads."""
+    payloads = [event.SerializeToString() + _TRACEPARENT_FIELD for event in track_events(count, 1000, "insert-probe")]
+    entries = [
+        SpoolEntry(f"insert-probe-{n}", f"user-{n % 1000}", payload, "0" * 32, time.time())
+        for n, payload in enumerate(payloads)
+    ]
+    with tempfile.TemporaryDirectory(prefix="spool-probe-") as directory:
+        conn, _ = spool_files.open_database(Path(directory), time.time())
+        try:
+            if build_only:
+                return 0.0
+            started = time.process_time()
+            for start in range(0, count, batch):
+                conn.execute("BEGIN IMMEDIATE")
+                stored = spool_files.insert_new(conn, entries[start : start + batch], time.time())
+                assert stored is not None
+                conn.execute("COMMIT")
+            return time.process_time() - started
+        finally:
+            conn.close()
+
+
+_TRACEPARENT_FIELD = b"\x52" + bytes(70)
+"""About what the spooled payload adds to the event: its `trace_context` map with one traceparent."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.spool_probe", description=__doc__)
     parser.add_argument("--seconds", type=float, default=1.0, help="how long each combination runs")
     parser.add_argument("--payload-bytes", type=int, default=1024)
+    parser.add_argument("--insert", type=int, metavar="N", help="time the writer's inserts of N events alone")
+    parser.add_argument("--insert-build", type=int, metavar="N", help="--insert's set-up only (callgrind baseline)")
     arguments = parser.parse_args()
+    if arguments.insert_build:
+        measure_inserts(arguments.insert_build, build_only=True)
+        return
+    if arguments.insert:
+        spent = measure_inserts(arguments.insert)
+        print(f"inserts: {spent / arguments.insert * 1e6:.2f} µs CPU per event ({arguments.insert} events)")
+        return
     print(
         f"{'linger':>6} {'think':>6} {'batch':>5} {'appenders':>9} {'events/s':>9} {'commits/s':>9} {'ev/commit':>9} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'CPU us/ev':>9}"
