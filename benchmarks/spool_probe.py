@@ -26,6 +26,7 @@ import random
 import statistics
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,12 +129,15 @@ def measure_append_throughput(
     return results
 
 
-def measure_inserts(count: int, *, batch: int = 200, build_only: bool = False) -> float:
+def measure_inserts(count: int, *, batch: int = 200, build_only: bool = False, uuid_ids: bool = False) -> float:
     """CPU seconds (process time) to store `count` bench track events, `batch` per transaction, with the writer's
-    statements: the spool's SQL without its threads."""
+    statements: the spool's SQL without its threads. With `uuid_ids`, message ids are random UUIDs, as clients
+    send them, rather than the bench's `tag-N`: each lands on a random page of the dedupe index."""
     payloads = [event.SerializeToString() + _TRACEPARENT_FIELD for event in track_events(count, 1000, "insert-probe")]
+    rng = random.Random(7)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in payloads] if uuid_ids else None
     entries = [
-        SpoolEntry(f"insert-probe-{n}", f"user-{n % 1000}", payload, "0" * 32, time.time())
+        SpoolEntry(ids[n] if ids else f"insert-probe-{n}", f"user-{n % 1000}", payload, "0" * 32, time.time())
         for n, payload in enumerate(payloads)
     ]
     with tempfile.TemporaryDirectory(prefix="spool-probe-") as directory:
@@ -162,13 +166,15 @@ def main() -> None:
     parser.add_argument("--payload-bytes", type=int, default=1024)
     parser.add_argument("--insert", type=int, metavar="N", help="time the writer's inserts of N events alone")
     parser.add_argument("--insert-build", type=int, metavar="N", help="--insert's set-up only (callgrind baseline)")
+    parser.add_argument("--uuid-ids", action="store_true", help="with --insert: random UUID message ids")
     arguments = parser.parse_args()
     if arguments.insert_build:
-        measure_inserts(arguments.insert_build, build_only=True)
+        measure_inserts(arguments.insert_build, build_only=True, uuid_ids=arguments.uuid_ids)
         return
     if arguments.insert:
-        spent = measure_inserts(arguments.insert)
-        print(f"inserts: {spent / arguments.insert * 1e6:.2f} µs CPU per event ({arguments.insert} events)")
+        spent = measure_inserts(arguments.insert, uuid_ids=arguments.uuid_ids)
+        ids = "UUID" if arguments.uuid_ids else "tag-N"
+        print(f"inserts: {spent / arguments.insert * 1e6:.2f} µs CPU per event ({arguments.insert} events, {ids} ids)")
         return
     print(
         f"{'linger':>6} {'think':>6} {'batch':>5} {'appenders':>9} {'events/s':>9} {'commits/s':>9} {'ev/commit':>9} "
