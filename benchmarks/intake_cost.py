@@ -11,6 +11,8 @@ threads, so the figures are repeatable:
       .venv/bin/python -m benchmarks.intake_cost send 2000 $run 2>&1 | grep Collected; done
 
 `send` runs batches of 100 events; `stream` one stream of N events. N stays under the delivery window (10,000).
+`--sqlite` puts the durable spool (in a temporary directory) in place of the in-memory one, so its writer thread's
+CPU counts too; `--in-flight K` keeps K `Send` calls in flight (the bench keeps 4), so appends share commits.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -29,7 +33,9 @@ from benchmarks.events import track_events
 from intercom_sidecar._generated.intercom_sidecar.v1 import service_pb2
 from intercom_sidecar.config import LimitsConfig, MappingConfig, QueueConfig, RetryConfig
 from intercom_sidecar.delivery.pipeline import Pipeline
+from intercom_sidecar.delivery.spool import Spool
 from intercom_sidecar.delivery.spool_memory import MemorySpool
+from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
 from intercom_sidecar.delivery.spooler import Spooler
 from intercom_sidecar.intake import Intake
 from intercom_sidecar.runtime import tune_garbage_collector
@@ -50,22 +56,32 @@ class _Held:
         await asyncio.Event().wait()
 
 
-async def _servicer() -> EventServicer:
-    spool = MemorySpool(max_events=1_000_000, max_bytes=1 << 40)
+async def _servicer(directory: Path | None = None) -> tuple[EventServicer, Spool]:
+    spool: Spool
+    if directory is None:
+        spool = MemorySpool(max_events=1_000_000, max_bytes=1 << 40)
+    else:
+        spool = SqliteSpool(directory, max_events=1_000_000, max_bytes=1 << 40)
     await spool.open()
     pipeline = Pipeline(_Held(), QueueConfig(), RetryConfig())  # never started: held
     spooler = Spooler(spool, pipeline)
     tracer = TracerProvider(sampler=ALWAYS_OFF).get_tracer("intercom_sidecar")
     intake = Intake(spooler, tracer, MappingConfig(), durable=True)
-    return EventServicer(intake, LimitsConfig())
+    return EventServicer(intake, LimitsConfig()), spool
 
 
-async def _send(servicer: EventServicer, requests: list[bytes]) -> int:
+async def _send(servicer: EventServicer, requests: list[bytes], in_flight: int = 1) -> int:
     accepted = 0
-    for request in requests:
-        response = await servicer.Send(request, _Context())  # type: ignore[arg-type]
-        accepted += sum(ack.status == ack.STATUS_ACCEPTED for ack in response.acks)
-        response.SerializeToString()
+    todo = iter(requests)
+
+    async def sender() -> None:
+        nonlocal accepted
+        for request in todo:
+            response = await servicer.Send(request, _Context())  # type: ignore[arg-type]
+            accepted += sum(ack.status == ack.STATUS_ACCEPTED for ack in response.acks)
+            response.SerializeToString()
+
+    await asyncio.gather(*(sender() for _ in range(in_flight)))
     return accepted
 
 
@@ -82,9 +98,22 @@ async def _stream(servicer: EventServicer, messages: list[bytes]) -> int:
     return accepted
 
 
-async def _run(kind: str, events: int, tag: str, *, build_only: bool = False) -> float:
-    """CPU seconds for `events` events through a fresh sidecar intake."""
-    servicer = await _servicer()
+async def _run(
+    kind: str, events: int, tag: str, *, build_only: bool = False, sqlite: bool = False, in_flight: int = 1
+) -> float:
+    """CPU seconds for `events` events through a fresh sidecar intake (with `sqlite`, the durable spool in a
+    temporary directory: its writer thread's CPU counts too)."""
+    with tempfile.TemporaryDirectory(prefix="intake-cost-") as directory:
+        servicer, spool = await _servicer(Path(directory) if sqlite else None)
+        try:
+            return await _measure(servicer, kind, events, tag, build_only=build_only, in_flight=in_flight)
+        finally:
+            await spool.close()
+
+
+async def _measure(
+    servicer: EventServicer, kind: str, events: int, tag: str, *, build_only: bool, in_flight: int
+) -> float:
     messages = [event.SerializeToString() for event in track_events(events, 1000, tag)]
     if build_only:  # the baseline of an instruction count: everything but the intake's work
         messages = []
@@ -98,7 +127,7 @@ async def _run(kind: str, events: int, tag: str, *, build_only: bool = False) ->
             for i in range(0, len(messages), _BATCH)
         ]
         started = time.process_time()
-        accepted = await _send(servicer, requests)
+        accepted = await _send(servicer, requests, in_flight)
     else:
         accepted = await _stream(servicer, messages)
     spent = time.process_time() - started
@@ -120,13 +149,23 @@ def _varint(value: int) -> bytes:
 
 def main(argv: Sequence[str]) -> int:
     kind, events = argv[0], int(argv[1])
+    sqlite = "--sqlite" in argv
+    in_flight = int(argv[argv.index("--in-flight") + 1]) if "--in-flight" in argv else 1
     if "--once" in argv or "--build-only" in argv:
-        asyncio.run(_run(kind, events, "once", build_only="--build-only" in argv))
+        build_only = "--build-only" in argv
+        asyncio.run(_run(kind, events, "once", build_only=build_only, sqlite=sqlite, in_flight=in_flight))
         return 0
     repeats = 15
-    per_event = [asyncio.run(_run(kind, events, f"r{n}")) / events * 1e6 for n in range(repeats)]
+    per_event = [
+        asyncio.run(_run(kind, events, f"r{n}", sqlite=sqlite, in_flight=in_flight)) / events * 1e6
+        for n in range(repeats)
+    ]
     median, least = statistics.median(per_event), min(per_event)
-    print(f"{kind}: median {median:.1f} µs CPU per event (min {least:.1f}, {repeats} runs)")
+    spool = "sqlite spool" if sqlite else "memory spool"
+    print(
+        f"{kind} ({spool}, {in_flight} in flight): median {median:.1f} µs CPU per event"
+        f" (min {least:.1f}, {repeats} runs)"
+    )
     return 0
 
 

@@ -9,6 +9,13 @@ threads), with the default commit interval (the writer lingers up to 2 ms for as
 group had) and without lingering. Back-to-back appenders batch well without lingering (the event loop enqueues
 every ready caller before the writer thread gets the GIL); the think-time rows show what lingering buys when
 arrivals are spread out, as they are from separate clients.
+
+`--insert N` instead times the writer thread's SQL alone: N bench-sized track events stored in batches of 200
+(one transaction each, synchronous=FULL) straight through `spool_files.insert_new`, no threads, no event loop.
+Its instruction count is the noise-free figure (`--insert-build N` does everything but the inserts):
+
+    for run in --insert-build --insert; do valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
+      .venv/bin/python -m benchmarks.spool_probe $run 5000 2>&1 | grep Collected; done
 """
 
 from __future__ import annotations
@@ -19,13 +26,16 @@ import random
 import statistics
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.events import track_events
+from intercom_sidecar.delivery import spool_files
 from intercom_sidecar.delivery.spool import SpoolEntry
 from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
 
-__all__ = ["ProbeResult", "measure_append_throughput"]
+__all__ = ["ProbeResult", "measure_append_throughput", "measure_inserts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +129,53 @@ def measure_append_throughput(
     return results
 
 
+def measure_inserts(count: int, *, batch: int = 200, build_only: bool = False, uuid_ids: bool = False) -> float:
+    """CPU seconds (process time) to store `count` bench track events, `batch` per transaction, with the writer's
+    statements: the spool's SQL without its threads. With `uuid_ids`, message ids are random UUIDs, as clients
+    send them, rather than the bench's `tag-N`: each lands on a random page of the dedupe index."""
+    payloads = [event.SerializeToString() + _TRACEPARENT_FIELD for event in track_events(count, 1000, "insert-probe")]
+    rng = random.Random(7)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in payloads] if uuid_ids else None
+    entries = [
+        SpoolEntry(ids[n] if ids else f"insert-probe-{n}", f"user-{n % 1000}", payload, "0" * 32, time.time())
+        for n, payload in enumerate(payloads)
+    ]
+    with tempfile.TemporaryDirectory(prefix="spool-probe-") as directory:
+        conn, _ = spool_files.open_database(Path(directory), time.time())
+        try:
+            if build_only:
+                return 0.0
+            started = time.process_time()
+            for start in range(0, count, batch):
+                conn.execute("BEGIN IMMEDIATE")
+                stored = spool_files.insert_new(conn, entries[start : start + batch], time.time())
+                assert stored is not None
+                conn.execute("COMMIT")
+            return time.process_time() - started
+        finally:
+            conn.close()
+
+
+_TRACEPARENT_FIELD = b"\x52" + bytes(70)
+"""About what the spooled payload adds to the event: its `trace_context` map with one traceparent."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.spool_probe", description=__doc__)
     parser.add_argument("--seconds", type=float, default=1.0, help="how long each combination runs")
     parser.add_argument("--payload-bytes", type=int, default=1024)
+    parser.add_argument("--insert", type=int, metavar="N", help="time the writer's inserts of N events alone")
+    parser.add_argument("--insert-build", type=int, metavar="N", help="--insert's set-up only (callgrind baseline)")
+    parser.add_argument("--uuid-ids", action="store_true", help="with --insert: random UUID message ids")
     arguments = parser.parse_args()
+    if arguments.insert_build:
+        measure_inserts(arguments.insert_build, build_only=True, uuid_ids=arguments.uuid_ids)
+        return
+    if arguments.insert:
+        spent = measure_inserts(arguments.insert, uuid_ids=arguments.uuid_ids)
+        ids = "UUID" if arguments.uuid_ids else "tag-N"
+        print(f"inserts: {spent / arguments.insert * 1e6:.2f} µs CPU per event ({arguments.insert} events, {ids} ids)")
+        return
     print(
         f"{'linger':>6} {'think':>6} {'batch':>5} {'appenders':>9} {'events/s':>9} {'commits/s':>9} {'ev/commit':>9} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'CPU us/ev':>9}"

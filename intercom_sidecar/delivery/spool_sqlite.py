@@ -142,7 +142,12 @@ class SqliteSpool:
 
         def settle(seqs: list[int | None] | None) -> None:
             self._ledger.release(len(batch), size)
-            stored = [entry for seq, entry in zip(seqs or (), batch, strict=False) if seq is not None]
+            if seqs is None:  # the group failed: nothing stored
+                return
+            if None not in seqs:  # the usual case, no duplicate: all of it stored
+                self._ledger.add(len(batch), size)
+                return
+            stored = [entry for seq, entry in zip(seqs, batch, strict=True) if seq is not None]
             self._ledger.add(len(stored), sum(len(entry.payload) for entry in stored))
 
         result: list[int | None] = await writer.call(lambda conn, now: self._insert(conn, batch, now), settle)

@@ -237,9 +237,11 @@ class Spooler:
             _log.exception("Unexpected error while spooling %d events.", len(batch))
             _fail(batch, error)
             return
+        accepted = len(seqs) - seqs.count(None)
+        if accepted:
+            self._metrics.events_accepted(accepted)  # once per batch, before any caller hears of its event
         for accepting, seq in zip(batch, seqs, strict=True):
             if seq is not None:
-                self._metrics.events_accepted()
                 if not self._backlog and self._pipeline.depth < self._window:
                     self._queue(seq, accepting.entry, accepting.plan, accepting.on_outcome, accepting.trace)
                 else:  # behind a backlog (or starting one): it waits in the spool, and its plan is dropped

@@ -68,7 +68,7 @@ def event_from_proto(message: event_pb2.Event, *, now: float, limits: DecodeLimi
     budget = _Budget(limits)
     call = _call(message, budget)
     return Event(
-        message_id=message.message_id,
+        message_id=message_id,
         user_id=user_id,
         anonymous_id=anonymous_id,
         timestamp=timestamp,
@@ -98,10 +98,13 @@ def _call(message: event_pb2.Event, budget: _Budget) -> Call:
     if kind == "identify":
         return Identify(traits=budget.convert("identify.traits", message.identify.traits))
     if kind == "track":
-        if not message.track.event.strip():
+        track = message.track  # each read of a submessage field makes a new wrapper object: read it once
+        name = track.event
+        if not name.strip():
             raise InvalidEventError("track.event", "must not be empty")
-        event = budget.string("track.event", message.track.event)
-        return Track(event=event, properties=budget.convert("track.properties", message.track.properties))
+        return Track(
+            event=budget.string("track.event", name), properties=budget.convert("track.properties", track.properties)
+        )
     if kind == "page":
         page = message.page
         return Page(
@@ -117,15 +120,18 @@ def _call(message: event_pb2.Event, budget: _Budget) -> Call:
             properties=budget.convert("screen.properties", screen.properties),
         )
     if kind == "group":
-        if not message.group.group_id.strip():
+        group = message.group
+        group_id = group.group_id
+        if not group_id.strip():
             raise InvalidEventError("group.group_id", "is required")
-        _check_id("group.group_id", message.group.group_id)
-        return Group(group_id=message.group.group_id, traits=budget.convert("group.traits", message.group.traits))
+        _check_id("group.group_id", group_id)
+        return Group(group_id=group_id, traits=budget.convert("group.traits", group.traits))
     if kind == "alias":
-        if not message.alias.previous_id.strip():
+        previous_id = message.alias.previous_id
+        if not previous_id.strip():
             raise InvalidEventError("alias.previous_id", "is required")
-        _check_id("alias.previous_id", message.alias.previous_id)
-        return Alias(previous_id=message.alias.previous_id)
+        _check_id("alias.previous_id", previous_id)
+        return Alias(previous_id=previous_id)
     raise InvalidEventError("call", "exactly one of identify, track, page, screen, group or alias must be set")
 
 

@@ -28,7 +28,7 @@ from intercom_sidecar.mapping.verification import user_hash
 from intercom_sidecar.model.acks import AckInfo
 from intercom_sidecar.model.from_proto import DecodeLimits, parse_limited
 from intercom_sidecar.model.wire import TooManyEventsError, WireError, peek_message_id, split_send_request
-from intercom_sidecar.server.acks import ack_to_proto
+from intercom_sidecar.server.acks import ack_to_proto, send_response
 from intercom_sidecar.server.submit import take_event, take_unreadable
 from intercom_sidecar.telemetry.spans import context_from_carrier
 
@@ -96,7 +96,7 @@ class EventServicer:
             if ack is not None:
                 batch.put(index, ack)
         await batch.complete()
-        return service_pb2.SendResponse(acks=[ack_to_proto(ack) for ack in batch.acks])
+        return send_response(batch.acks)
 
     async def Stream(
         self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext[object, object]

@@ -84,6 +84,33 @@ async def test_a_repeated_message_id_is_a_duplicate(make_spool: MakeSpool) -> No
     assert spool.depth() == (2, 20)
 
 
+@pytest.mark.parametrize("size", [2, 127, 128, 300])  # the SQLite spool inserts a batch in chunks of 128, 64, ...
+async def test_a_large_batch_gets_consecutive_seqs_and_keeps_every_payload(make_spool: MakeSpool, size: int) -> None:
+    spool = await make_spool(max_events=10_000)
+    await spool.append([entry("before")])
+    batch = [entry(f"m{n}", f"u{n % 7}", size=10 + n % 5) for n in range(size)]
+
+    assert await spool.append(batch) == list(range(2, size + 2))
+    assert await spool.read_pending(1, 10_000) == [
+        spooled(seq, e.message_id, e.user_key, size=len(e.payload)) for seq, e in enumerate(batch, 2)
+    ]
+    assert all(type(event.payload) is bytes for event in await spool.read_pending(0, 10_000))
+    assert await spool.append([entry("after"), entry("m0")]) == [size + 2, None]
+
+
+async def test_a_duplicate_deep_in_a_large_batch_is_answered_and_the_rest_stored(make_spool: MakeSpool) -> None:
+    spool = await make_spool(max_events=10_000)
+    await spool.append([entry("m250")])
+    batch = [entry(f"m{n}") for n in range(300)] + [entry("m5")]  # one seen before, one repeated in the batch
+
+    seqs = await spool.append(batch)
+
+    assert seqs[250] is None and seqs[300] is None
+    stored = [seq for seq in seqs if seq is not None]
+    assert stored == list(range(2, 301))
+    assert spool.depth() == (300, 3000)
+
+
 async def test_concurrent_batches_with_the_same_message_id_store_it_once(make_spool: MakeSpool) -> None:
     spool = await make_spool()
 
