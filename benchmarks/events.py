@@ -1,8 +1,12 @@
-"""The benchmark's events: Segment `track` calls spread over a fixed set of users."""
+"""The benchmark's events: Segment `track` calls spread over a fixed set of users.
+
+Message ids are random UUIDs, as Segment's libraries send them: the spool's dedupe index then takes each insert on
+a random page, as it does in production (sequential ids would append to one page and flatter the spool)."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -25,13 +29,14 @@ def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
 
 
 def track_events(count: int, users: int, tag: str) -> list[event_pb2.Event]:
-    """`count` track events with unique message ids, round-robin over `users` users, stamped now."""
+    """`count` track events with unique message ids (`tag` and a random UUID), round-robin over `users` users,
+    stamped now."""
     now = time.time()
     context = _struct({"library": {"name": "analytics-python", "version": "2.3.0"}, "ip": "203.0.113.7"})
     events = []
     for number in range(count):
         event = event_pb2.Event(
-            message_id=f"{tag}-{number}",
+            message_id=f"{tag}-{uuid.uuid4()}",
             user_id=user_id(number % users),
             context=context,
             track=event_pb2.Track(
