@@ -4,18 +4,36 @@ Each is the SDK's exporter for its protocol (so every `OTEL_EXPORTER_OTLP_*` set
 certificates, compression, timeout, and its retries, are the SDK's), with one change: the request body is written
 by the sidecar's encoder instead of being built as protobuf objects. Over gRPC the bytes go out through the same
 channel, on the `TraceService/Export` method, without being parsed again.
+
+Over HTTP the requests go through the SDK's urllib3 transport rather than its default, `requests` (a third of the
+CPU per POST: 0.36 against 0.96 ms for 512 spans, on the exporter thread that shares the interpreter lock with
+intake), with the same certificate settings; a credential provider (`OTEL_PYTHON_EXPORTER_OTLP_HTTP_*CREDENTIAL_
+PROVIDER`, which hands over a `requests.Session`) keeps the SDK's transport.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 
 import grpc
+from opentelemetry.exporter.http.transport._base import BaseHTTPTransport
+from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as SdkGrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http._common import RequestPayloadTooLargeError, _is_request_too_large
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as SdkHttpSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.sdk.environment_variables import (
+    _OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER,
+    _OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER,
+    OTEL_EXPORTER_OTLP_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_CLIENT_KEY,
+    OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE,
+    OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY,
+)
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
@@ -53,7 +71,10 @@ class _BytesStub:
 
 class HttpSpanExporter(SdkHttpSpanExporter):
     """OTLP over HTTP (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`): the SDK exporter's `export`, with this
-    encoder."""
+    encoder, over urllib3."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(_transport=_urllib3_transport(os.environ if env is None else env))  # type: ignore[arg-type]
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
@@ -80,3 +101,21 @@ class HttpSpanExporter(SdkHttpSpanExporter):
                 )
                 return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
+
+
+def _urllib3_transport(env: Mapping[str, str]) -> BaseHTTPTransport | None:
+    """The SDK's urllib3 transport, verifying and presenting certificates as its default transport would (the same
+    variables, traces' first); None (the SDK's default) when a credential provider is configured."""
+    if env.get(_OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER) or env.get(
+        _OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER
+    ):
+        return None
+    verify: bool | str = (
+        env.get(OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE) or env.get(OTEL_EXPORTER_OTLP_CERTIFICATE) or True
+    )
+    key = env.get(OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY) or env.get(OTEL_EXPORTER_OTLP_CLIENT_KEY)
+    certificate = env.get(OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE) or env.get(
+        OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE
+    )
+    cert = (certificate, key) if certificate and key else certificate
+    return Urllib3HTTPTransport(verify=verify, cert=cert)
