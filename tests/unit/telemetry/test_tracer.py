@@ -3,6 +3,7 @@ links, the same limits and sampling; only lighter."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -299,3 +300,41 @@ def test_an_ended_span_is_handed_to_processors_once_and_is_immutable() -> None:
     assert len(spans) == 2
     with pytest.raises(TypeError):
         spans[0].attributes["x"] = 1  # type: ignore[index]
+
+
+def attributes_at_start(tracer: Tracer) -> None:
+    """Attributes given to start_span: plain ones, ones to clean or drop, more than the limit, too long."""
+    tracer.start_span("plain", attributes={"segment.message_id": "m-1", "n": 3, "ok": True, "r": 0.5}).end()
+    tracer.start_span("cleaned", attributes={"list": ["a", "b"], "": "no key", "object": object()}).end()  # type: ignore[dict-item]
+    tracer.start_span("too many", attributes={f"key{number}": "v" for number in range(5)}).end()
+    tracer.start_span("too long", attributes={"long": "abcdefgh"}).end()
+    with contextlib.suppress(ValueError), tracer.start_span("no exception recorded", record_exception=False):
+        raise ValueError("a status, no event")
+    with contextlib.suppress(ValueError), tracer.start_span("no status", set_status_on_exception=False):
+        raise ValueError("an event, no status")
+
+
+@pytest.mark.parametrize("limits", [None, SpanLimits(max_span_attributes=3, max_span_attribute_length=4)])
+def test_attributes_given_at_start_are_kept_as_the_sdk_keeps_them(
+    limits: SpanLimits | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.CRITICAL):
+        spans = _same(attributes_at_start, limits=limits)
+    plain = {"segment.message_id": "m-1", "n": 3, "ok": True, "r": 0.5}
+    assert dict(spans[0].attributes or {}) == (plain if limits is None else {"n": 3, "ok": True, "r": 0.5})
+
+
+def test_span_contexts_are_the_ones_span_context_makes() -> None:
+    provider = LeanTracerProvider(shutdown_on_exit=False)
+    tracer = provider.get_tracer("intercom_sidecar")
+    for parent in (None, set_span_in_context(NonRecordingSpan(REMOTE))):
+        for span in (
+            tracer.start_span("recorded", context=parent),
+            LeanTracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
+            .get_tracer("t")
+            .start_span("unrecorded", context=parent),
+        ):
+            context = span.get_span_context()
+            made = SpanContext(context.trace_id, context.span_id, False, context.trace_flags, context.trace_state)
+            assert tuple(context) == tuple(made) and context.is_valid and not context.is_remote
+            assert context.trace_state is (REMOTE.trace_state if parent else made.trace_state)
