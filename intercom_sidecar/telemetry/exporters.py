@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import grpc
 from opentelemetry.exporter.http.transport._base import BaseHTTPTransport
@@ -38,7 +39,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 
-from intercom_sidecar.telemetry.otlp import encode_spans
+from intercom_sidecar.telemetry.otlp import EncodedSpan, encode_request, encode_spans
 
 __all__ = ["GrpcSpanExporter", "HttpSpanExporter"]
 
@@ -55,7 +56,17 @@ class GrpcSpanExporter(SdkGrpcSpanExporter):
         self._client = _BytesStub(self._channel)  # type: ignore[assignment,arg-type]
 
     def _translate_data(self, data: Sequence[ReadableSpan]) -> bytes:  # type: ignore[override]
+        if isinstance(data, _EncodedBatch):
+            return encode_request(data)
         return encode_spans(data)
+
+    def export_encoded(self, spans: Sequence[EncodedSpan]) -> SpanExportResult:
+        """`export` of spans `otlp.encode_span` encoded (the SDK's export path: retries, metrics, shutdown)."""
+        return self.export(_EncodedBatch(spans))  # type: ignore[arg-type]
+
+
+class _EncodedBatch(list[EncodedSpan]):
+    """Encoded spans going through the SDK exporter's `export`, which counts them and has them translated."""
 
 
 class _BytesStub:
@@ -77,11 +88,18 @@ class HttpSpanExporter(SdkHttpSpanExporter):
         super().__init__(_transport=_urllib3_transport(os.environ if env is None else env))  # type: ignore[arg-type]
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._send(spans, encode_spans)
+
+    def export_encoded(self, spans: Sequence[EncodedSpan]) -> SpanExportResult:
+        """`export` of spans `otlp.encode_span` encoded."""
+        return self._send(spans, encode_request)
+
+    def _send(self, spans: Sequence[Any], encode: Callable[[Any], bytes]) -> SpanExportResult:
         if self._shutdown:
             _log.warning("Exporter already shutdown, ignoring batch")
             return SpanExportResult.FAILURE
         with self._metrics.export_operation(len(spans)) as result:
-            serialized = encode_spans(spans)
+            serialized = encode(spans)
             if _is_request_too_large(serialized, self._max_request_size):
                 _log.warning(
                     "Dropping span batch: serialized size %d bytes exceeds max_request_size %d bytes.",

@@ -29,11 +29,14 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE as _DEFAULT_TRACE_STATE
 
+from intercom_sidecar.telemetry import names
+from intercom_sidecar.telemetry import spans as span_names
 from intercom_sidecar.telemetry.tracer import UNSET_STATUS as _UNSET
 from intercom_sidecar.telemetry.tracer import LeanSpan
 
-__all__ = ["encode_spans"]
+__all__ = ["EncodedSpan", "encode_request", "encode_span", "encode_spans"]
 
 _log = logging.getLogger(__name__)
 
@@ -49,6 +52,9 @@ _FLAGS = struct.Struct("<BBI")  # tag 16 (two bytes) fixed32 flags
 _FIXED64 = struct.Struct("<BQ")
 _DOUBLE = struct.Struct("<Bd")
 _LINK_FLAGS = struct.Struct("<BI")
+_IDS = struct.Struct(">BBQQBBQ")  # tag 1, length 16, trace_id (two big-endian halves), tag 2, length 8, span_id
+_PARENT = struct.Struct(">BBQ")  # tag 4, length 8, parent_span_id
+_LOW64 = 2**64 - 1
 
 _KIND = {
     SpanKind.INTERNAL: b"\x30\x01",
@@ -73,6 +79,11 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def _length_prefixed(payload: bytes) -> bytes:
+    length = len(payload)
+    return (_SHORT_VARINTS[length] if length < 128 else _varint(length)) + payload
+
+
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: tag, length, payload."""
     length = len(payload)
@@ -87,6 +98,21 @@ def _text(value: str) -> bytes:
 
 
 _key_cache: dict[str, bytes] = {}
+_pair_cache: dict[tuple[str, str], bytes] = {}
+"""Whole KeyValues (length included) of string attributes whose values repeat from span to span."""
+_REPEATING_KEYS = frozenset(
+    {
+        names.ATTR_CALL_TYPE,
+        names.ATTR_ACK_STATUS,
+        names.ATTR_OUTCOME_REASON,
+        span_names.ATTR_HTTP_METHOD,
+        span_names.ATTR_URL_TEMPLATE,
+        span_names.ATTR_SERVER_ADDRESS,
+        span_names.ATTR_INTERCOM_ENDPOINT,
+        span_names.ATTR_OUTCOME,
+        span_names.ATTR_ERROR_TYPE,
+    }
+)
 _name_cache: dict[str, bytes] = {}
 
 
@@ -153,25 +179,37 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
         return b""
     parts: list[bytes] = []
     for key, value in attributes.items():
-        key_field = _key_cache.get(key) or _key(key)
         if type(value) is str:  # the common case, inline: tag, KeyValue(key, AnyValue(string_value))
+            if key in _REPEATING_KEYS:
+                pair = _pair_cache.get((key, value))
+                if pair is not None:
+                    parts += (tag, pair)
+                    continue
+            key_field = _key_cache.get(key) or _key(key)
             try:
                 encoded = value.encode()
             except UnicodeEncodeError:
                 encoded = _text(value)
             length = len(encoded)
             if length < 124 and len(key_field) < 124 - length:
-                parts += (
-                    tag,
-                    _SHORT_VARINTS[len(key_field) + length + 4],
-                    key_field,
-                    b"\x12",
-                    _SHORT_VARINTS[length + 2],
-                    b"\x0a",
-                    _SHORT_VARINTS[length],
-                    encoded,
+                pair = b"".join(
+                    (
+                        _SHORT_VARINTS[len(key_field) + length + 4],
+                        key_field,
+                        b"\x12",
+                        _SHORT_VARINTS[length + 2],
+                        b"\x0a",
+                        _SHORT_VARINTS[length],
+                        encoded,
+                    )
                 )
-                continue
+            else:
+                pair = _length_prefixed(key_field + _field(b"\x12", _field(b"\x0a", encoded)))
+            if key in _REPEATING_KEYS and len(_pair_cache) < _CACHE_LIMIT:
+                _pair_cache[key, value] = pair
+            parts += (tag, pair)
+            continue
+        key_field = _key_cache.get(key) or _key(key)
         try:
             parts.append(_field(tag, key_field + _field(b"\x12", _any_value(value))))
         except (TypeError, ValueError) as error:
@@ -254,19 +292,16 @@ def _span(span: ReadableSpan) -> bytes:
         dropped, events, links = span.dropped_attributes, span.events, span.links
     if context is None:
         raise ValueError("a span without a context")
-    parts = [
-        b"\x0a\x10",
-        context.trace_id.to_bytes(16, "big"),
-        b"\x12\x08",
-        context.span_id.to_bytes(8, "big"),
-    ]
-    trace_state = context.trace_state
-    if trace_state:
+    # SpanContext is a tuple: trace_id, span_id, is_remote, trace_flags, trace_state, is_valid.
+    trace_id = context[0]
+    parts = [_IDS.pack(0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1])]
+    trace_state = context[4]
+    if trace_state is not _DEFAULT_TRACE_STATE and trace_state:
         parts.append(_field(b"\x1a", _text(",".join(f"{key}={value}" for key, value in trace_state.items()))))
     flags = _SPAN_FLAGS_HAS_IS_REMOTE
     if parent is not None:
-        parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
-        if parent.is_remote:
+        parts.append(_PARENT.pack(0x22, 0x08, parent[1]))
+        if parent[2]:
             flags |= _SPAN_FLAGS_IS_REMOTE
     parts += (
         _name_cache.get(name) or _name(name),
@@ -333,19 +368,33 @@ class _Encoded:
 _encoded = _Encoded()
 
 
+EncodedSpan = tuple[Resource, InstrumentationScope | None, bytes]
+"""A finished span as `encode_span` gives it: its resource, its scope and its own Span message."""
+
+
+def encode_span(span: ReadableSpan) -> EncodedSpan | None:
+    """One span encoded on its own, to be put in a request later by `encode_request` (a span processor can
+    encode each span as it ends, and hand its exporter bytes). None, logged, when the span cannot be encoded."""
+    try:
+        encoded = _span(span)
+    except (TypeError, ValueError, AttributeError, KeyError, struct.error) as error:
+        _log.warning("Span `%s` left out of the export: %s.", getattr(span, "name", "?"), error)
+        return None
+    return span.resource, span.instrumentation_scope or None, encoded
+
+
 def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     """The serialised `ExportTraceServiceRequest` of `spans`, grouped by resource then scope as the SDK does.
 
     A span that cannot be encoded at all (no context) is left out and logged; the others are still sent."""
+    return encode_request([encoded for encoded in map(encode_span, spans) if encoded is not None])
+
+
+def encode_request(spans: Iterable[EncodedSpan]) -> bytes:
+    """The serialised `ExportTraceServiceRequest` of spans `encode_span` encoded, grouped by resource then scope
+    (in order of first appearance, as the SDK's encoder groups them)."""
     groups: dict[int, tuple[Resource, dict[int, tuple[InstrumentationScope | None, list[bytes]]]]] = {}
-    for span in spans:
-        try:
-            encoded = _span(span)
-        except (TypeError, ValueError, AttributeError, KeyError, struct.error) as error:
-            _log.warning("Span `%s` left out of the export: %s.", getattr(span, "name", "?"), error)
-            continue
-        resource = span.resource
-        scope = span.instrumentation_scope or None
+    for resource, scope, encoded in spans:
         by_scope = groups.get(id(resource))
         if by_scope is None:
             by_scope = groups[id(resource)] = (resource, {})
