@@ -32,7 +32,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from intercom_sidecar.telemetry.otlp import encode_spans
+from intercom_sidecar.telemetry.otlp import encode_request, encode_span, encode_spans
 from intercom_sidecar.telemetry.tracer import LeanSpan, LeanTracerProvider
 
 RESOURCE = Resource({"service.name": "intercom-sidecar"})
@@ -338,3 +338,34 @@ def test_span_contexts_are_the_ones_span_context_makes() -> None:
             made = SpanContext(context.trace_id, context.span_id, False, context.trace_flags, context.trace_state)
             assert tuple(context) == tuple(made) and context.is_valid and not context.is_remote
             assert context.trace_state is (REMOTE.trace_state if parent else made.trace_state)
+
+
+def local_journey(tracer: Tracer) -> None:
+    """Spans with no caller's context: the encoder's common shapes (a root, local children) and the others."""
+    event = tracer.start_span("intercom_sidecar.event", attributes={"segment.message_id": "m-1"})
+    tracer.start_span("intercom_sidecar.validate", context=set_span_in_context(event)).end()
+    event.set_attributes({"segment.type": "track", "intercom_sidecar.ack.status": "accepted"})
+    event.set_attribute("intercom_sidecar.outcome.reason", "waits in the spool behind a backlog " * 4)
+    event.end()
+    errored = tracer.start_span("errored", context=set_span_in_context(event))
+    errored.set_status(Status(StatusCode.ERROR, "intercom 503"))
+    errored.end()
+    tracer.start_span("POST /events", kind=SpanKind.CLIENT, context=set_span_in_context(event)).end()
+    plain_remote = SpanContext(REMOTE.trace_id, REMOTE.span_id, is_remote=True, trace_flags=REMOTE.trace_flags)
+    tracer.start_span("under a remote parent", context=set_span_in_context(NonRecordingSpan(plain_remote))).end()
+    with_event = tracer.start_span("with an event")
+    with_event.add_event("retry")
+    with_event.end()
+
+
+def test_the_common_shapes_encode_as_the_sdk_encodes_them() -> None:
+    sdk = _record(TracerProvider, local_journey)
+    lean = _record(LeanTracerProvider, local_journey)
+    for span in [*sdk, *lean]:
+        span._start_time, span._end_time = 1, 2  # the only difference between the two runs
+    for event in [*sdk[-1].events, *lean[-1].events]:
+        event._timestamp = 3  # type: ignore[attr-defined]
+    expected = sdk_encode_spans(sdk)
+    assert ExportTraceServiceRequest.FromString(encode_spans(lean)) == expected
+    one_by_one = [encode_span(span) for span in lean]
+    assert ExportTraceServiceRequest.FromString(encode_request(e for e in one_by_one if e is not None)) == expected
