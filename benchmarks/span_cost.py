@@ -18,7 +18,8 @@ the processor's worker and the encoding are in), once with no events to subtract
   exporters do before sending): everything but the network.
 - `recorded`, `batched`, `exported`: the same three with what `make_tracer_provider` builds instead: the sidecar's
   own tracer (`telemetry/tracer.py`), its span processor (`telemetry/processor.py`) and its encoder
-  (`telemetry/otlp.py`).
+  (`telemetry/otlp.py`; with the sidecar's exporters the processor encodes each span as it ends, and the export
+  only joins the bytes into a request).
 """
 
 from __future__ import annotations
@@ -52,8 +53,15 @@ class _SdkEncode(SpanExporter):
 
 
 class _Encode(SpanExporter):
+    """As the sidecar's OTLP exporters: spans arrive encoded (by the processor, as each ends), the request is
+    put together from them."""
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         otlp.encode_spans(spans)
+        return SpanExportResult.SUCCESS
+
+    def export_encoded(self, spans: Sequence[otlp.EncodedSpan]) -> SpanExportResult:
+        otlp.encode_request(spans)
         return SpanExportResult.SUCCESS
 
 
@@ -88,9 +96,11 @@ def main(argv: Sequence[str]) -> int:
     tracer = provider.get_tracer("intercom_sidecar")
     for number in range(events):  # as Intake.submit does, for an accepted event
         span = tracer.start_span("intercom_sidecar.event", attributes={"segment.message_id": f"m{number}"})
-        if span.is_recording():
-            with tracer.start_as_current_span("intercom_sidecar.validate", context=set_span_in_context(span)):
-                span.set_attribute("segment.type", "track")
+        context = set_span_in_context(span)
+        if span.is_recording():  # the validate child is started and ended, never made current
+            validate = tracer.start_span("intercom_sidecar.validate", context=context)
+            span.set_attribute("segment.type", "track")
+            validate.end()
         else:
             span.set_attribute("segment.type", "track")
         span.set_attribute("intercom_sidecar.ack.status", "accepted")

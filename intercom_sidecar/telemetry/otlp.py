@@ -29,11 +29,14 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE as _DEFAULT_TRACE_STATE
 
+from intercom_sidecar.telemetry import names
+from intercom_sidecar.telemetry import spans as span_names
 from intercom_sidecar.telemetry.tracer import UNSET_STATUS as _UNSET
 from intercom_sidecar.telemetry.tracer import LeanSpan
 
-__all__ = ["encode_spans"]
+__all__ = ["EncodedSpan", "encode_request", "encode_span", "encode_spans"]
 
 _log = logging.getLogger(__name__)
 
@@ -49,6 +52,11 @@ _FLAGS = struct.Struct("<BBI")  # tag 16 (two bytes) fixed32 flags
 _FIXED64 = struct.Struct("<BQ")
 _DOUBLE = struct.Struct("<Bd")
 _LINK_FLAGS = struct.Struct("<BI")
+_IDS = struct.Struct(">BBQQBBQ")  # tag 1, length 16, trace_id (two big-endian halves), tag 2, length 8, span_id
+_PARENT = struct.Struct(">BBQ")  # tag 4, length 8, parent_span_id
+_IDS_PARENT = struct.Struct(">BBQQBBQBBQ")  # _IDS, then _PARENT
+_INTERNAL_TIMES = struct.Struct("<BBBQBQ")  # tag 6 kind INTERNAL, then _TIMES
+_LOW64 = 2**64 - 1
 
 _KIND = {
     SpanKind.INTERNAL: b"\x30\x01",
@@ -58,6 +66,8 @@ _KIND = {
     SpanKind.CONSUMER: b"\x30\x05",
 }
 _SHORT_VARINTS = [bytes((number,)) for number in range(128)]
+_LOCAL_TAIL = b"\x7a\x00" + _FLAGS.pack(0x85, 0x01, _SPAN_FLAGS_HAS_IS_REMOTE)
+"""Status unset, then the flags of a span whose parent is local (or that has none)."""
 
 
 def _varint(value: int) -> bytes:
@@ -71,6 +81,11 @@ def _varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+def _length_prefixed(payload: bytes) -> bytes:
+    length = len(payload)
+    return (_SHORT_VARINTS[length] if length < 128 else _varint(length)) + payload
 
 
 def _field(tag: bytes, payload: bytes) -> bytes:
@@ -87,6 +102,21 @@ def _text(value: str) -> bytes:
 
 
 _key_cache: dict[str, bytes] = {}
+_pair_cache: dict[tuple[str, str], bytes] = {}
+"""Whole KeyValues (length included) of string attributes whose values repeat from span to span."""
+_REPEATING_KEYS = frozenset(
+    {
+        names.ATTR_CALL_TYPE,
+        names.ATTR_ACK_STATUS,
+        names.ATTR_OUTCOME_REASON,
+        span_names.ATTR_HTTP_METHOD,
+        span_names.ATTR_URL_TEMPLATE,
+        span_names.ATTR_SERVER_ADDRESS,
+        span_names.ATTR_INTERCOM_ENDPOINT,
+        span_names.ATTR_OUTCOME,
+        span_names.ATTR_ERROR_TYPE,
+    }
+)
 _name_cache: dict[str, bytes] = {}
 
 
@@ -153,25 +183,37 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
         return b""
     parts: list[bytes] = []
     for key, value in attributes.items():
-        key_field = _key_cache.get(key) or _key(key)
         if type(value) is str:  # the common case, inline: tag, KeyValue(key, AnyValue(string_value))
+            if key in _REPEATING_KEYS:
+                pair = _pair_cache.get((key, value))
+                if pair is not None:
+                    parts += (tag, pair)
+                    continue
+            key_field = _key_cache.get(key) or _key(key)
             try:
                 encoded = value.encode()
             except UnicodeEncodeError:
                 encoded = _text(value)
             length = len(encoded)
             if length < 124 and len(key_field) < 124 - length:
-                parts += (
-                    tag,
-                    _SHORT_VARINTS[len(key_field) + length + 4],
-                    key_field,
-                    b"\x12",
-                    _SHORT_VARINTS[length + 2],
-                    b"\x0a",
-                    _SHORT_VARINTS[length],
-                    encoded,
+                pair = b"".join(
+                    (
+                        _SHORT_VARINTS[len(key_field) + length + 4],
+                        key_field,
+                        b"\x12",
+                        _SHORT_VARINTS[length + 2],
+                        b"\x0a",
+                        _SHORT_VARINTS[length],
+                        encoded,
+                    )
                 )
-                continue
+            else:
+                pair = _length_prefixed(key_field + _field(b"\x12", _field(b"\x0a", encoded)))
+            if key in _REPEATING_KEYS and len(_pair_cache) < _CACHE_LIMIT:
+                _pair_cache[key, value] = pair
+            parts += (tag, pair)
+            continue
+        key_field = _key_cache.get(key) or _key(key)
         try:
             parts.append(_field(tag, key_field + _field(b"\x12", _any_value(value))))
         except (TypeError, ValueError) as error:
@@ -231,9 +273,53 @@ def _links(links: Iterable[Link]) -> bytes:
     return b"".join(parts)
 
 
+def _lean_span(span: LeanSpan) -> bytes | None:
+    """The Span message of the sidecar's most common shape, from constant runs of bytes: internal, the default
+    trace state, a local parent or none, no events, links or dropped attributes, status unset. None for any
+    other span (`_span` writes it)."""
+    context = span._context
+    parent = span._parent
+    if (
+        span._events
+        or span._links
+        or span._dropped_attributes
+        or span._status is not _UNSET
+        or span._kind is not SpanKind.INTERNAL
+        or context is None
+        or context[4] is not _DEFAULT_TRACE_STATE
+    ):
+        return None
+    trace_id = context[0]
+    name = span._name
+    attributes = span._attributes
+    if parent is None:
+        ids = _IDS.pack(0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1])
+    elif parent[2]:  # a remote parent: a flag of its own
+        return None
+    else:
+        ids = _IDS_PARENT.pack(
+            0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1], 0x22, 0x08, parent[1]
+        )
+    body = b"".join(
+        (
+            ids,
+            _name_cache.get(name) or _name(name),
+            _INTERNAL_TIMES.pack(0x30, 0x01, 0x39, span._start_time or 0, 0x41, span._end_time or 0),
+            _attributes(b"\x4a", attributes) if attributes else b"",
+            _LOCAL_TAIL,
+        )
+    )
+    length = len(body)
+    return b"\x12" + (_SHORT_VARINTS[length] if length < 128 else _varint(length)) + body
+
+
 def _span(span: ReadableSpan) -> bytes:
     """One Span message, its field tag and length included."""
     kind_of_span = type(span)
+    if kind_of_span is LeanSpan:
+        encoded = _lean_span(span)  # type: ignore[arg-type]
+        if encoded is not None:
+            return encoded
     if kind_of_span is LeanSpan or kind_of_span is ReadableSpan:
         # The sidecar's own spans and the SDK's finished ones: their fields, without a property call for each.
         context = span._context
@@ -254,19 +340,16 @@ def _span(span: ReadableSpan) -> bytes:
         dropped, events, links = span.dropped_attributes, span.events, span.links
     if context is None:
         raise ValueError("a span without a context")
-    parts = [
-        b"\x0a\x10",
-        context.trace_id.to_bytes(16, "big"),
-        b"\x12\x08",
-        context.span_id.to_bytes(8, "big"),
-    ]
-    trace_state = context.trace_state
-    if trace_state:
+    # SpanContext is a tuple: trace_id, span_id, is_remote, trace_flags, trace_state, is_valid.
+    trace_id = context[0]
+    parts = [_IDS.pack(0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1])]
+    trace_state = context[4]
+    if trace_state is not _DEFAULT_TRACE_STATE and trace_state:
         parts.append(_field(b"\x1a", _text(",".join(f"{key}={value}" for key, value in trace_state.items()))))
     flags = _SPAN_FLAGS_HAS_IS_REMOTE
     if parent is not None:
-        parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
-        if parent.is_remote:
+        parts.append(_PARENT.pack(0x22, 0x08, parent[1]))
+        if parent[2]:
             flags |= _SPAN_FLAGS_IS_REMOTE
     parts += (
         _name_cache.get(name) or _name(name),
@@ -333,19 +416,35 @@ class _Encoded:
 _encoded = _Encoded()
 
 
+EncodedSpan = tuple[Resource, InstrumentationScope | None, bytes]
+"""A finished span as `encode_span` gives it: its resource, its scope and its own Span message."""
+
+
+def encode_span(span: ReadableSpan) -> EncodedSpan | None:
+    """One span encoded on its own, to be put in a request later by `encode_request` (a span processor can
+    encode each span as it ends, and hand its exporter bytes). None, logged, when the span cannot be encoded."""
+    try:
+        encoded = _span(span)
+    except (TypeError, ValueError, AttributeError, KeyError, struct.error) as error:
+        _log.warning("Span `%s` left out of the export: %s.", getattr(span, "name", "?"), error)
+        return None
+    if type(span) is LeanSpan:  # the fields, without the property calls
+        return span._resource, span._instrumentation_scope or None, encoded
+    return span.resource, span.instrumentation_scope or None, encoded
+
+
 def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     """The serialised `ExportTraceServiceRequest` of `spans`, grouped by resource then scope as the SDK does.
 
     A span that cannot be encoded at all (no context) is left out and logged; the others are still sent."""
+    return encode_request([encoded for encoded in map(encode_span, spans) if encoded is not None])
+
+
+def encode_request(spans: Iterable[EncodedSpan]) -> bytes:
+    """The serialised `ExportTraceServiceRequest` of spans `encode_span` encoded, grouped by resource then scope
+    (in order of first appearance, as the SDK's encoder groups them)."""
     groups: dict[int, tuple[Resource, dict[int, tuple[InstrumentationScope | None, list[bytes]]]]] = {}
-    for span in spans:
-        try:
-            encoded = _span(span)
-        except (TypeError, ValueError, AttributeError, KeyError, struct.error) as error:
-            _log.warning("Span `%s` left out of the export: %s.", getattr(span, "name", "?"), error)
-            continue
-        resource = span.resource
-        scope = span.instrumentation_scope or None
+    for resource, scope, encoded in spans:
         by_scope = groups.get(id(resource))
         if by_scope is None:
             by_scope = groups[id(resource)] = (resource, {})

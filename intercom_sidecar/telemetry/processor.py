@@ -7,6 +7,11 @@ there. `force_flush` exports everything queued from the calling thread; `shutdow
 export of everything queued, then shuts the exporter down. Exports never overlap (one lock), and run with
 instrumentation suppressed, as the SDK's processor does.
 
+With an exporter that takes spans already encoded (`export_encoded`: the sidecar's OTLP exporters), each span is
+encoded by `on_end` as it ends (`telemetry/otlp.py`) and the queue holds bytes: the export thread, which shares
+the interpreter lock with intake, then only joins them into a request and posts it (its CPU in the bench's `Send`
+went from 13-16 to 5-6 µs per event), and span objects are freed on the thread that made them.
+
 The standard variables size it as they size the SDK's BatchSpanProcessor: `OTEL_BSP_MAX_QUEUE_SIZE` (2048),
 `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (512, at most the queue size) and `OTEL_BSP_SCHEDULE_DELAY` (5000 ms).
 """
@@ -19,14 +24,17 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import TraceFlags
 
-__all__ = ["QueueSpanProcessor"]
+from intercom_sidecar.telemetry.otlp import EncodedSpan, encode_span
+
+__all__ = ["EncodedSpanExporter", "QueueSpanProcessor"]
 
 _log = logging.getLogger(__name__)
 
@@ -35,6 +43,13 @@ _DEFAULT_MAX_BATCH = 512
 _DEFAULT_SCHEDULE_DELAY_MILLIS = 5000.0
 _SHUTDOWN_TIMEOUT_MILLIS = 5000.0
 """At shutdown, how long queued spans may take to export (the SDK's batch processor allows 30 s)."""
+
+
+@runtime_checkable
+class EncodedSpanExporter(Protocol):
+    """An exporter that also takes spans `otlp.encode_span` already encoded."""
+
+    def export_encoded(self, spans: Sequence[EncodedSpan]) -> SpanExportResult: ...
 
 
 class QueueSpanProcessor(SpanProcessor):
@@ -54,7 +69,13 @@ class QueueSpanProcessor(SpanProcessor):
         self._max_batch = min(batch, self._max_queue_size)
         delay = schedule_delay_millis or _positive(env, "OTEL_BSP_SCHEDULE_DELAY", _DEFAULT_SCHEDULE_DELAY_MILLIS)
         self._delay = delay / 1000
-        self._queue: collections.deque[ReadableSpan] = collections.deque()
+        self._queue: collections.deque[Any] = collections.deque()
+        """Finished spans, or with an `EncodedSpanExporter` what `encode_span` made of them."""
+        self._encode: Callable[[ReadableSpan], EncodedSpan | None] | None = None
+        self._export_batch: Callable[[list[Any]], SpanExportResult] = exporter.export
+        if isinstance(exporter, EncodedSpanExporter):
+            self._encode = encode_span
+            self._export_batch = exporter.export_encoded
         self._wake = threading.Event()
         self._export_lock = threading.Lock()
         self._shutdown = False
@@ -81,7 +102,13 @@ class QueueSpanProcessor(SpanProcessor):
         if len(queue) >= self._max_queue_size or self._shutdown:
             self.dropped_spans += 1
             return
-        queue.append(span)
+        encode = self._encode
+        if encode is None:
+            queue.append(span)
+        else:
+            encoded = encode(span)  # None (logged) for a span that cannot be encoded
+            if encoded is not None:
+                queue.append(encoded)
         if len(queue) >= self._max_batch and not self._wake.is_set():
             self._wake.set()
 
@@ -130,7 +157,7 @@ class QueueSpanProcessor(SpanProcessor):
                 batch = [queue.popleft() for _ in range(min(self._max_batch, len(queue)))]
                 token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
                 try:
-                    self._exporter.export(batch)
+                    self._export_batch(batch)
                 except Exception:
                     _log.exception("The span exporter failed; %d spans lost.", len(batch))
                 finally:

@@ -52,6 +52,7 @@ from opentelemetry.semconv.attributes.exception_attributes import (
 )
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE as _DEFAULT_TRACE_STATE
 from opentelemetry.util import types
 
 __all__ = ["UNSET_STATUS", "LeanSpan", "LeanTracer", "LeanTracerProvider"]
@@ -71,6 +72,12 @@ _PARENT_BASED_ALWAYS_ON = ParentBased(ALWAYS_ON).get_description()  # type: igno
 _ALWAYS_OFF = ALWAYS_OFF.get_description()
 _INLINE_ON = "on"
 _INLINE_OFF = "off"
+_SAMPLED = int(TraceFlags.SAMPLED)
+_RANDOM_TRACE_ID = int(TraceFlags.RANDOM_TRACE_ID)
+_TRACE_ID_MAX = 2**128 - 1
+_SPAN_ID_MAX = 2**64 - 1
+_new_tuple = tuple.__new__
+_new_object = object.__new__
 
 
 class LeanTracerProvider(TracerProvider):
@@ -120,6 +127,7 @@ class LeanTracer(trace_api.Tracer):
         self._provider = provider
         self._scope = scope
         self._limits = provider._limits
+        self._resource = provider.resource
         self._ids = provider.id_generator
         # The SDK's RandomIdGenerator draws from `random.getrandbits`; drawn here, a call less per id (a zero
         # draw, invalid as an id, goes back to the generator, which draws again).
@@ -142,51 +150,77 @@ class LeanTracer(trace_api.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace_api.Span:
-        parent_span: trace_api.Span | None = context_api.get_value(_SPAN_KEY, context)  # type: ignore[assignment]
+        # The hot path of every event: tuple fields and dict lookups instead of the properties and helper calls
+        # they stand for (SpanContext is a tuple: trace_id, span_id, is_remote, trace_flags, trace_state, is_valid).
+        parent_span: trace_api.Span | None = (context if context is not None else context_api.get_current()).get(
+            _SPAN_KEY
+        )  # type: ignore[assignment]
         parent = parent_span.get_span_context() if parent_span is not None else None
-        if parent is not None and not parent.is_valid:
+        if parent is not None and not parent[5]:
             parent = None
         draw = self._draw
         if parent is None:
             trace_id = (draw(128) if draw else 0) or self._ids.generate_trace_id()
             random_ids = self._random_ids
         else:
-            trace_id = parent.trace_id
-            random_ids = parent.trace_flags.random_trace_id
+            trace_id = parent[0]
+            random_ids = bool(parent[3] & _RANDOM_TRACE_ID)
         if self._inline is _INLINE_ON:  # parent-based always-on: sampled unless the parent was not
-            sampled = recording = parent is None or parent.trace_flags.sampled
-            trace_state = parent.trace_state if parent is not None else None
+            sampled = recording = parent is None or bool(parent[3] & _SAMPLED)
+            trace_state = parent[4] if parent is not None else _DEFAULT_TRACE_STATE
         elif self._inline is _INLINE_OFF:  # no exporter: nothing recorded, a real trace id all the same
             sampled = recording = False
-            trace_state = parent.trace_state if parent is not None else None
+            trace_state = parent[4] if parent is not None else _DEFAULT_TRACE_STATE
         else:
             result = self._sampler.should_sample(context, trace_id, name, kind, attributes, links)
             sampled = result.decision.is_sampled()  # type: ignore[no-untyped-call]
             recording = result.decision.is_recording()  # type: ignore[no-untyped-call]
-            trace_state = result.trace_state
+            trace_state = result.trace_state if result.trace_state is not None else _DEFAULT_TRACE_STATE
             attributes = result.attributes
         span_id = (draw(64) if draw else 0) or self._ids.generate_span_id()
-        span_context = SpanContext(trace_id, span_id, False, _FLAGS[sampled, random_ids], trace_state)
+        # SpanContext(...) without its __new__ (a Python call): the same tuple, validity worked out as it does.
+        span_context = _new_tuple(
+            SpanContext,
+            (
+                trace_id,
+                span_id,
+                False,
+                _FLAGS[sampled, random_ids],
+                trace_state,
+                0 < trace_id <= _TRACE_ID_MAX and 0 < span_id <= _SPAN_ID_MAX,
+            ),
+        )
         if not recording:
             return trace_api.NonRecordingSpan(span_context)
-        span = LeanSpan(
-            name,
-            span_context,
-            parent,
-            self._provider.resource,
-            self._scope,
-            kind,
-            self._limits,
-            self._provider._hooks,
-            record_exception,
-            set_status_on_exception,
-        )
-        if attributes:
+        # LeanSpan's fields, set here rather than through an __init__ call (ReadableSpan's are set directly too).
+        span = _new_object(LeanSpan)
+        span._name = name
+        span._context = span_context
+        span._parent = parent
+        span._kind = kind
+        span._resource = self._resource
+        span._instrumentation_scope = self._scope
+        span._limits = limits = self._limits
+        span._hooks = hooks = self._provider._hooks
+        if not record_exception:
+            span._record_exception = False
+        if not set_status_on_exception:
+            span._set_status_on_exception = False
+        if not attributes:
+            span._attributes = {}
+        elif (
+            limits.max_span_attribute_length is None
+            and (limits.max_span_attributes is None or len(attributes) <= limits.max_span_attributes)
+            and all(type(key) is str and key and type(value) in _SIMPLE for key, value in attributes.items())
+        ):  # what set_attributes would keep, as it would keep it: plain values, none dropped or cut
+            span._attributes = dict(attributes)
+        else:
+            span._attributes = {}
             span.set_attributes(attributes)
         if links:
             span._set_links(links)
         span._start_time = start_time if start_time is not None else time_ns()
-        for on_start in span._hooks.starting:
+        for on_start in hooks.starting:
             on_start(span, parent_context=context)
         return span
 
@@ -275,6 +309,8 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     _dropped_attributes = 0
     _dropped_events = 0
     _dropped_links = 0
+    _record_exception = True
+    _set_status_on_exception = True
 
     def __init__(
         self,

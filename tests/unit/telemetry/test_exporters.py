@@ -3,17 +3,20 @@ standard variables (endpoint, protocol, headers) honoured: a loopback collector 
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import grpc
 import pytest
+from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.trace import set_span_in_context
 
-from intercom_sidecar.telemetry.exporters import GrpcSpanExporter, HttpSpanExporter
+from intercom_sidecar.telemetry.exporters import GrpcSpanExporter, HttpSpanExporter, _urllib3_transport
 from intercom_sidecar.telemetry.processor import QueueSpanProcessor
 from intercom_sidecar.telemetry.setup import make_tracer_provider
 from intercom_sidecar.telemetry.tracer import LeanTracerProvider
@@ -141,3 +144,46 @@ def test_the_exporters_and_processor_are_the_sidecars(monkeypatch: pytest.Monkey
     assert isinstance(exporter_of(endpoint), GrpcSpanExporter)
     assert isinstance(exporter_of({**endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}), HttpSpanExporter)
     assert isinstance(exporter_of({"OTEL_TRACES_EXPORTER": "console"}), ConsoleSpanExporter)
+
+
+def test_http_export_goes_through_urllib3_with_the_certificate_settings(tmp_path: Path) -> None:
+    ca, cert, key = (tmp_path / name for name in ("ca.pem", "client.pem", "client.key"))
+    env = {
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": str(ca),
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE": str(cert),
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY": str(key),
+    }
+    transport = HttpSpanExporter(env)._client._transport
+    assert isinstance(transport, Urllib3HTTPTransport)
+    assert transport._pool.connection_pool_kw["ca_certs"] == str(ca)
+    assert transport._pool.connection_pool_kw["cert_reqs"] == "CERT_REQUIRED"
+    assert (transport._pool.connection_pool_kw["cert_file"], transport._pool.connection_pool_kw["key_file"]) == (
+        str(cert),
+        str(key),
+    )
+    plain = HttpSpanExporter({})._client._transport
+    assert isinstance(plain, Urllib3HTTPTransport)
+    assert plain._pool.connection_pool_kw["cert_reqs"] == "CERT_REQUIRED"
+    assert "ca_certs" not in plain._pool.connection_pool_kw and "cert_file" not in plain._pool.connection_pool_kw
+
+
+def test_a_credential_provider_keeps_the_sdks_requests_transport() -> None:
+    assert _urllib3_transport({"OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER": "vendor"}) is None
+    assert _urllib3_transport({"OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER": "vendor"}) is None
+
+
+def test_http_export_retries_a_refused_connection_then_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collector that is not there: the SDK client's retry loop classifies urllib3's error as a connection
+    error (so it retries until its timeout) and the export fails without raising."""
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "0.5")
+    exporter = HttpSpanExporter()
+    transport = exporter._client._transport
+    assert transport.is_connection_error(transport.request("POST", f"http://127.0.0.1:{port}/v1/traces").error)
+    provider = LeanTracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.get_tracer("t").start_span("s").end()  # SimpleSpanProcessor exports here, and logs the failure
+    provider.shutdown()

@@ -23,7 +23,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from intercom_sidecar.telemetry.otlp import encode_spans
+from intercom_sidecar.telemetry.otlp import encode_request, encode_span, encode_spans
 
 
 def _provider(resource: Resource) -> tuple[TracerProvider, InMemorySpanExporter]:
@@ -161,3 +161,34 @@ def test_a_span_that_cannot_be_encoded_is_left_out_and_the_batch_still_goes(capl
     names = [span.name for resource in request.resource_spans for scope in resource.scope_spans for span in scope.spans]
     assert names == ["fine"]
     assert "Span `broken` left out of the export" in caplog.text
+
+
+def test_spans_encoded_one_by_one_make_the_same_request() -> None:
+    spans = _varied_spans()
+    encoded = [encode_span(span) for span in spans]
+    assert all(each is not None for each in encoded)
+    assert encode_request(each for each in encoded if each is not None) == encode_spans(spans)
+
+
+def test_attributes_whose_values_repeat_encode_as_the_sdk_does_every_time() -> None:
+    """The KeyValues kept for attributes like the ack status and the outcome reason: short, long (a length of
+    more than one byte), not ASCII, and not valid UTF-8."""
+    provider, exporter = _provider(Resource.create({"service.name": "intercom-sidecar"}))
+    tracer = provider.get_tracer("intercom_sidecar")
+    reasons = ["", "deferred", "r" * 200, "naïve ☃", "lone \ud800 surrogate"]
+    for _ in range(2):
+        for number, reason in enumerate(reasons):
+            span = tracer.start_span("intercom_sidecar.event", attributes={"segment.message_id": f"m{number}"})
+            span.set_attributes({"segment.type": "track", "intercom_sidecar.outcome.reason": reason})
+            span.end()
+    spans = list(exporter.get_finished_spans())
+    with_surrogate = spans[4], spans[9]
+    others = [span for span in spans if span not in with_surrogate]
+    assert _decoded(others) == sdk_encode_spans(others)
+    for span in with_surrogate:  # the SDK cannot encode it; written with `?` in its place
+        [attribute] = [
+            kv
+            for kv in _decoded([span]).resource_spans[0].scope_spans[0].spans[0].attributes
+            if kv.key == "intercom_sidecar.outcome.reason"
+        ]
+        assert attribute.value.string_value == "lone ? surrogate"

@@ -8,10 +8,14 @@ import time
 from collections.abc import Iterator, Sequence
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanContext, TraceFlags
 
+from intercom_sidecar.telemetry.otlp import EncodedSpan, encode_request
 from intercom_sidecar.telemetry.processor import QueueSpanProcessor
 
 WAIT = 10.0  # seconds: a bound on waiting for the worker thread, never a pause
@@ -188,3 +192,44 @@ def test_shutdown_gives_a_collector_that_is_down_its_deadline_and_no_more(
     assert time.monotonic() - started < WAIT / 2, "shutdown waited for the exporter's own timeouts"
     assert exporter.stopped.is_set(), "the exporter was shut down, which ends its retries"
     assert exporter.exports <= 2, "no batch is started after the deadline"
+
+
+class EncodedRecorder(Recorder):
+    """An exporter that takes spans already encoded, as the sidecar's OTLP exporters do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[bytes] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        raise AssertionError("spans should arrive encoded")
+
+    def export_encoded(self, spans: Sequence[EncodedSpan]) -> SpanExportResult:
+        self.requests.append(encode_request(spans))
+        self.exported.set()
+        return SpanExportResult.SUCCESS
+
+
+def test_an_exporter_of_encoded_spans_gets_each_span_encoded_as_it_ended(
+    processors: list[QueueSpanProcessor], caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = EncodedRecorder()
+    processor = make(processors, exporter, max_export_batch_size=3)
+    context = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    resource = Resource({"service.name": "intercom-sidecar"})  # one, as a provider's spans share theirs
+    ended = [ReadableSpan(name, context=context, resource=resource, start_time=1, end_time=2) for name in "ab"]
+    unencodable = ReadableSpan(
+        "no kind",
+        context=context,
+        resource=resource,
+        kind=None,  # type: ignore[arg-type]
+        start_time=1,
+        end_time=2,
+    )
+    for each in (ended[0], unencodable, ended[1]):
+        processor.on_end(each)
+    assert "`no kind` left out of the export" in caplog.text  # when it ended, not at export time
+    assert processor.queued == 2
+    assert processor.force_flush()
+    [request] = exporter.requests
+    assert ExportTraceServiceRequest.FromString(request) == sdk_encode_spans(ended)

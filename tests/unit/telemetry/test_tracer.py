@@ -3,6 +3,7 @@ links, the same limits and sampling; only lighter."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from intercom_sidecar.telemetry.otlp import encode_spans
+from intercom_sidecar.telemetry.otlp import encode_request, encode_span, encode_spans
 from intercom_sidecar.telemetry.tracer import LeanSpan, LeanTracerProvider
 
 RESOURCE = Resource({"service.name": "intercom-sidecar"})
@@ -299,3 +300,72 @@ def test_an_ended_span_is_handed_to_processors_once_and_is_immutable() -> None:
     assert len(spans) == 2
     with pytest.raises(TypeError):
         spans[0].attributes["x"] = 1  # type: ignore[index]
+
+
+def attributes_at_start(tracer: Tracer) -> None:
+    """Attributes given to start_span: plain ones, ones to clean or drop, more than the limit, too long."""
+    tracer.start_span("plain", attributes={"segment.message_id": "m-1", "n": 3, "ok": True, "r": 0.5}).end()
+    tracer.start_span("cleaned", attributes={"list": ["a", "b"], "": "no key", "object": object()}).end()  # type: ignore[dict-item]
+    tracer.start_span("too many", attributes={f"key{number}": "v" for number in range(5)}).end()
+    tracer.start_span("too long", attributes={"long": "abcdefgh"}).end()
+    with contextlib.suppress(ValueError), tracer.start_span("no exception recorded", record_exception=False):
+        raise ValueError("a status, no event")
+    with contextlib.suppress(ValueError), tracer.start_span("no status", set_status_on_exception=False):
+        raise ValueError("an event, no status")
+
+
+@pytest.mark.parametrize("limits", [None, SpanLimits(max_span_attributes=3, max_span_attribute_length=4)])
+def test_attributes_given_at_start_are_kept_as_the_sdk_keeps_them(
+    limits: SpanLimits | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.CRITICAL):
+        spans = _same(attributes_at_start, limits=limits)
+    plain = {"segment.message_id": "m-1", "n": 3, "ok": True, "r": 0.5}
+    assert dict(spans[0].attributes or {}) == (plain if limits is None else {"n": 3, "ok": True, "r": 0.5})
+
+
+def test_span_contexts_are_the_ones_span_context_makes() -> None:
+    provider = LeanTracerProvider(shutdown_on_exit=False)
+    tracer = provider.get_tracer("intercom_sidecar")
+    for parent in (None, set_span_in_context(NonRecordingSpan(REMOTE))):
+        for span in (
+            tracer.start_span("recorded", context=parent),
+            LeanTracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
+            .get_tracer("t")
+            .start_span("unrecorded", context=parent),
+        ):
+            context = span.get_span_context()
+            made = SpanContext(context.trace_id, context.span_id, False, context.trace_flags, context.trace_state)
+            assert tuple(context) == tuple(made) and context.is_valid and not context.is_remote
+            assert context.trace_state is (REMOTE.trace_state if parent else made.trace_state)
+
+
+def local_journey(tracer: Tracer) -> None:
+    """Spans with no caller's context: the encoder's common shapes (a root, local children) and the others."""
+    event = tracer.start_span("intercom_sidecar.event", attributes={"segment.message_id": "m-1"})
+    tracer.start_span("intercom_sidecar.validate", context=set_span_in_context(event)).end()
+    event.set_attributes({"segment.type": "track", "intercom_sidecar.ack.status": "accepted"})
+    event.set_attribute("intercom_sidecar.outcome.reason", "waits in the spool behind a backlog " * 4)
+    event.end()
+    errored = tracer.start_span("errored", context=set_span_in_context(event))
+    errored.set_status(Status(StatusCode.ERROR, "intercom 503"))
+    errored.end()
+    tracer.start_span("POST /events", kind=SpanKind.CLIENT, context=set_span_in_context(event)).end()
+    plain_remote = SpanContext(REMOTE.trace_id, REMOTE.span_id, is_remote=True, trace_flags=REMOTE.trace_flags)
+    tracer.start_span("under a remote parent", context=set_span_in_context(NonRecordingSpan(plain_remote))).end()
+    with_event = tracer.start_span("with an event")
+    with_event.add_event("retry")
+    with_event.end()
+
+
+def test_the_common_shapes_encode_as_the_sdk_encodes_them() -> None:
+    sdk = _record(TracerProvider, local_journey)
+    lean = _record(LeanTracerProvider, local_journey)
+    for span in [*sdk, *lean]:
+        span._start_time, span._end_time = 1, 2  # the only difference between the two runs
+    for event in [*sdk[-1].events, *lean[-1].events]:
+        event._timestamp = 3  # type: ignore[attr-defined]
+    expected = sdk_encode_spans(sdk)
+    assert ExportTraceServiceRequest.FromString(encode_spans(lean)) == expected
+    one_by_one = [encode_span(span) for span in lean]
+    assert ExportTraceServiceRequest.FromString(encode_request(e for e in one_by_one if e is not None)) == expected
