@@ -8,8 +8,6 @@ span's trace id. Bad input never raises out of here: it becomes the event's ack.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -66,32 +64,16 @@ class Intake:
         message_id: str,
         decode: Callable[[float], Event],
         payload: Callable[[str], bytes],
-        *,
-        wait: bool,
-        parent: Context | None = None,
-    ) -> AckInfo | asyncio.Future[AckInfo]:
-        """Take one event: its ack now (not queued), or a future of its ack (ACCEPTED once durable, or with
-        `wait` the final outcome). `decode(now)` validates; `payload(traceparent)` is what the spool keeps, with
-        the event span's W3C context in it, so a delivery after a restart joins the trace."""
-        future: asyncio.Future[AckInfo] = asyncio.get_running_loop().create_future()
-        ack = self.submit_then(
-            message_id, decode, payload, functools.partial(_set_result, future), wait=wait, parent=parent
-        )
-        return future if ack is None else ack
-
-    def submit_then(
-        self,
-        message_id: str,
-        decode: Callable[[float], Event],
-        payload: Callable[[str], bytes],
         deliver: Callable[[AckInfo], None],
         *,
         wait: bool,
         parent: Context | None = None,
     ) -> AckInfo | None:
-        """`submit` without a future: the ack now, or None and `deliver(ack)` once it is known (exactly once, and
-        never from within this call). For callers that collect many acks (a `Send` batch, a stream), where a future
-        and its done callback per event cost more than the call."""
+        """Take one event: its ack now (not queued), or None and `deliver(ack)` once it is known (exactly once,
+        never from within this call): ACCEPTED once durable, or with `wait` the final outcome. `decode(now)`
+        validates; `payload(traceparent)` is what the spool keeps, with the event span's W3C context in it, so a
+        delivery after a restart joins the trace. A callback rather than a future: callers collect many acks (a
+        `Send` batch, a stream, a Segment request) with one wait for all (`server.submit.AckBatch`)."""
         span = self._tracer.start_span(names.SPAN_EVENT, context=parent, attributes={names.ATTR_MESSAGE_ID: message_id})
         ack = _Ack(span, message_id, format(span.get_span_context().trace_id, "032x"), self._durable, self._metrics)
         if self._recent is not None:
@@ -236,8 +218,3 @@ class _Ack:
         deliver, self.deliver = self.deliver, None  # once
         if deliver is not None:
             deliver(self.sent(ack))
-
-
-def _set_result(future: asyncio.Future[AckInfo], ack: AckInfo) -> None:
-    if not future.done():  # cancelled: the caller is gone
-        future.set_result(ack)

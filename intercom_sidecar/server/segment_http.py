@@ -25,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hmac
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -51,7 +52,7 @@ from intercom_sidecar.server.segment_body import (
     Item,
     parse_request,
 )
-from intercom_sidecar.server.submit import submit_event, submit_unreadable
+from intercom_sidecar.server.submit import AckBatch, take_event, take_unreadable
 from intercom_sidecar.telemetry.logs import register_secret
 from intercom_sidecar.telemetry.spans import context_from_carrier
 
@@ -191,18 +192,19 @@ class SegmentHttpServer:
         except BadRequestError as error:
             return _json(400, _error("invalid_request", str(error)))
         parent = context_from_carrier(request.headers)
-        results = [self._submit(item, parent) for item in items]
-        pending = [result for result in results if isinstance(result, asyncio.Future)]
-        if pending:
-            await asyncio.wait(pending)  # not cancelled with this request: the events are taken either way
-        acks = [result.result() if isinstance(result, asyncio.Future) else result for result in results]
-        return answer([item.label for item in items], acks)
+        batch = AckBatch(len(items))
+        for index, item in enumerate(items):
+            ack = self._take_item(item, parent, functools.partial(batch.put, index))
+            if ack is not None:
+                batch.put(index, ack)
+        await batch.complete()  # the events are taken either way, even if this request is gone
+        return answer([item.label for item in items], batch.acks)
 
-    def _submit(self, item: Item, parent: Context | None) -> AckInfo | asyncio.Future[AckInfo]:
+    def _take_item(self, item: Item, parent: Context | None, deliver: Callable[[AckInfo], None]) -> AckInfo | None:
         if item.message is not None:
-            return submit_event(self._intake, item.message, self._limits, wait=False, parent=parent)
+            return take_event(self._intake, item.message, self._limits, deliver, wait=False, parent=parent)
         problem = item.problem or InvalidEventError("event", "could not be read")
-        return submit_unreadable(self._intake, item.message_id, problem, parent=parent)
+        return take_unreadable(self._intake, item.message_id, problem, parent=parent)
 
 
 def answer(labels: Sequence[str], acks: Sequence[AckInfo]) -> Response:

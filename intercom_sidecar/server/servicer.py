@@ -29,7 +29,7 @@ from intercom_sidecar.model.acks import AckInfo
 from intercom_sidecar.model.from_proto import DecodeLimits, parse_limited
 from intercom_sidecar.model.wire import TooManyEventsError, WireError, peek_message_id, split_send_request
 from intercom_sidecar.server.acks import ack_to_proto, send_response
-from intercom_sidecar.server.submit import take_event, take_unreadable
+from intercom_sidecar.server.submit import AckBatch, take_event, take_unreadable
 from intercom_sidecar.telemetry.spans import context_from_carrier
 
 __all__ = ["ACK_MODE_KEY", "EventServicer", "add_event_service"]
@@ -90,7 +90,7 @@ class EventServicer:
                 "none was taken: send them again in batches of at most that many, or on Stream",
             )
             raise
-        batch = _Batch(len(events))
+        batch = AckBatch(len(events))
         for index, raw in enumerate(events):
             ack = self._take(raw, wait, parent, functools.partial(batch.put, index))
             if ack is not None:
@@ -169,27 +169,6 @@ class EventServicer:
         except InvalidEventError as error:
             return take_unreadable(self._intake, peek_message_id(raw), error, parent=parent)
         return take_event(self._intake, message, self._limits, deliver, wait=wait, parent=parent)
-
-
-class _Batch:
-    """The acks of one `Send`, in the order of its events, and one wait for all of them (not one per event)."""
-
-    def __init__(self, size: int) -> None:
-        self.acks: list[AckInfo] = [None] * size  # type: ignore[list-item]  # every slot is filled before use
-        self._missing = size
-        self._complete: asyncio.Future[None] | None = None
-
-    def put(self, index: int, ack: AckInfo) -> None:
-        self.acks[index] = ack
-        self._missing -= 1
-        if not self._missing and self._complete is not None and not self._complete.done():
-            self._complete.set_result(None)
-
-    async def complete(self) -> None:
-        """Until every event has its ack."""
-        if self._missing:
-            self._complete = asyncio.get_running_loop().create_future()
-            await self._complete
 
 
 async def _call_options(context: grpc.aio.ServicerContext[object, object]) -> tuple[bool, Context | None]:

@@ -1,8 +1,8 @@
 """How the edges (gRPC, the Segment HTTP API) hand an event to `Intake`: a parsed protobuf message, or one that
 could not be read at all. Either way the event goes through the intake, so it is counted and has its span and ack.
 
-`submit_*` answer with the ack or a future of it; `take_*` with the ack now or None, and later `deliver(ack)`
-(see `Intake.submit_then`), for callers that collect many acks."""
+`take_*` answer with the ack now, or None and later `deliver(ack)` (see `Intake.submit`); `AckBatch` collects the
+acks of a batch of events (a `Send`, a Segment request) with one wait for all of them."""
 
 from __future__ import annotations
 
@@ -19,18 +19,9 @@ from intercom_sidecar.model.events import Event
 from intercom_sidecar.model.from_proto import DecodeLimits, event_from_proto
 from intercom_sidecar.telemetry.spans import context_from_carrier
 
-__all__ = ["submit_event", "submit_unreadable", "take_event", "take_unreadable"]
+__all__ = ["AckBatch", "take_event", "take_unreadable"]
 
 Deliver = Callable[[AckInfo], None]
-
-
-def submit_event(
-    intake: Intake, message: event_pb2.Event, limits: DecodeLimits, *, wait: bool, parent: Context | None
-) -> AckInfo | asyncio.Future[AckInfo]:
-    """Hand one protobuf event to `intake`: validated by `event_from_proto`, spooled as serialized protobuf with its
-    event span's `traceparent` (the event's own `trace_context`, when set, wins over `parent`)."""
-    decode, payload, parent = _event_parts(message, limits, parent)
-    return intake.submit(message.message_id, decode, payload, wait=wait, parent=parent)
 
 
 def take_event(
@@ -42,23 +33,18 @@ def take_event(
     wait: bool,
     parent: Context | None,
 ) -> AckInfo | None:
-    """`submit_event`, answering through `deliver` when the ack is not known at once."""
+    """Hand one protobuf event to `intake`: validated by `event_from_proto`, spooled as serialized protobuf with its
+    event span's `traceparent` (the event's own `trace_context`, when set, wins over `parent`). The ack now, or
+    None and `deliver(ack)` once it is known."""
     decode, payload, parent = _event_parts(message, limits, parent)
-    return intake.submit_then(message.message_id, decode, payload, deliver, wait=wait, parent=parent)
-
-
-def submit_unreadable(
-    intake: Intake, message_id: str, problem: InvalidEventError, *, parent: Context | None
-) -> AckInfo | asyncio.Future[AckInfo]:
-    """An event that could not even be parsed: INVALID with `problem`, through the intake like any invalid event."""
-    decode, payload = _unreadable_parts(problem)
-    return intake.submit(message_id, decode, payload, wait=False, parent=parent)
+    return intake.submit(message.message_id, decode, payload, deliver, wait=wait, parent=parent)
 
 
 def take_unreadable(intake: Intake, message_id: str, problem: InvalidEventError, *, parent: Context | None) -> AckInfo:
-    """`submit_unreadable` for the `take_*` callers: an unreadable event's ack is always known at once."""
+    """An event that could not even be parsed: INVALID with `problem`, through the intake like any invalid event
+    (so its ack is always known at once)."""
     decode, payload = _unreadable_parts(problem)
-    ack = intake.submit_then(message_id, decode, payload, _never, wait=False, parent=parent)
+    ack = intake.submit(message_id, decode, payload, _never, wait=False, parent=parent)
     assert ack is not None, "an event that failed to decode is answered at once"
     return ack
 
@@ -91,3 +77,32 @@ def _unreadable_parts(problem: InvalidEventError) -> tuple[Callable[[float], Eve
 
 def _never(ack: AckInfo) -> None:
     raise AssertionError("an event that failed to decode is answered at once")
+
+
+class AckBatch:
+    """The acks of a batch of events, in the order of its events, and one wait for all of them (not one per event).
+
+    batch = AckBatch(len(events))
+    for index, event in enumerate(events):
+        ack = take_event(..., functools.partial(batch.put, index), ...)
+        if ack is not None:
+            batch.put(index, ack)
+    await batch.complete()  # batch.acks
+    """
+
+    def __init__(self, size: int) -> None:
+        self.acks: list[AckInfo] = [None] * size  # type: ignore[list-item]  # every slot is filled before use
+        self._missing = size
+        self._complete: asyncio.Future[None] | None = None
+
+    def put(self, index: int, ack: AckInfo) -> None:
+        self.acks[index] = ack
+        self._missing -= 1
+        if not self._missing and self._complete is not None and not self._complete.done():
+            self._complete.set_result(None)
+
+    async def complete(self) -> None:
+        """Until every event has its ack. Cancelling the wait takes nothing back: the events stay taken."""
+        if self._missing:
+            self._complete = asyncio.get_running_loop().create_future()
+            await self._complete

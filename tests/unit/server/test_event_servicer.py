@@ -93,7 +93,7 @@ async def test_a_stream_gets_one_ack_per_event_then_ends() -> None:
     )
 
 
-async def test_submit_then_delivers_once_and_never_from_within_the_call() -> None:
+async def test_submit_delivers_once_and_never_from_within_the_call() -> None:
     intake, _ = await _intake()
     delivered: list[AckInfo] = []
     got = asyncio.Event()
@@ -103,7 +103,7 @@ async def test_submit_then_delivers_once_and_never_from_within_the_call() -> Non
         got.set()
 
     message = event_pb2.Event.FromString(_track("m1"))
-    ack = intake.submit_then(
+    ack = intake.submit(
         "m1",
         lambda now: event_from_proto(message, now=now, limits=LimitsConfig()),
         lambda traceparent: message.SerializeToString(),

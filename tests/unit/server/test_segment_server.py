@@ -162,16 +162,21 @@ class StubIntake:
         message_id: str,
         decode: Callable[[float], Event],
         payload: Callable[[str], bytes],
+        deliver: Callable[[AckInfo], None],
         *,
         wait: bool,
         parent: Context | None = None,
-    ) -> AckInfo | asyncio.Future[AckInfo]:
+    ) -> AckInfo | None:
         self.parents.append(parent)
         try:
             event: Event | InvalidEventError = decode(1_700_000_000.0)
         except InvalidEventError as error:
             event = error
-        return self.outcome(message_id, event)
+        outcome = self.outcome(message_id, event)
+        if isinstance(outcome, AckInfo):
+            return outcome
+        outcome.add_done_callback(lambda done: deliver(done.result()))  # later, as Intake.submit delivers
+        return None
 
 
 def accept_valid(message_id: str, event: Event | InvalidEventError) -> AckInfo:

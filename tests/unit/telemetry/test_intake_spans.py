@@ -47,8 +47,9 @@ def _decoder(event: event_pb2.Event) -> Callable[[float], Event]:
 
 
 async def _take(intake: Intake, event: event_pb2.Event) -> AckInfo:
-    ack = intake.submit(event.message_id, _decoder(event), lambda traceparent: b"payload", wait=False)
-    return await ack if isinstance(ack, asyncio.Future) else ack
+    later: asyncio.Future[AckInfo] = asyncio.get_running_loop().create_future()
+    ack = intake.submit(event.message_id, _decoder(event), lambda traceparent: b"payload", later.set_result, wait=False)
+    return await later if ack is None else ack
 
 
 def _by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
