@@ -142,11 +142,14 @@ def _instrument(spool_dir: Path, rec: _Recorder) -> None:
     spool_writer._settle = timed_settle
     real_accept = spooler.Spooler.accept
 
-    def timed_accept(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def timed_accept(self: Any, entry: Any, plan: Any, appended: Any, *args: Any, **kwargs: Any) -> None:
         t0 = time.perf_counter()
-        future = real_accept(self, *args, **kwargs)
-        future.add_done_callback(lambda _: rec.appends.append((t0, time.perf_counter() - t0)))
-        return future
+
+        def timed_appended(seq: Any, error: Any) -> None:
+            rec.appends.append((t0, time.perf_counter() - t0))
+            appended(seq, error)
+
+        real_accept(self, entry, plan, timed_appended, *args, **kwargs)
 
     spooler.Spooler.accept = timed_accept  # type: ignore[method-assign]
     gc_started = [0.0, 0.0]

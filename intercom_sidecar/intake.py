@@ -101,7 +101,7 @@ class Intake:
                     self._metrics.metadata_keys_dropped(step.dropped_metadata_keys)
             entry = SpoolEntry(message_id, event.user_key, payload(spans.traceparent(span)), ack.trace_id, now)
             ack.wait, ack.deliver = wait, deliver
-            self._spooler.accept_then(entry, plan, ack.on_appended, ack.on_outcome, event_context)
+            self._spooler.accept(entry, plan, ack.on_appended, ack.on_outcome, event_context)
         except InvalidEventError as error:
             return ack.sent(ack.finish(AckStatus.INVALID, str(error)))
         except (ShuttingDownError, PausedError) as error:

@@ -12,6 +12,9 @@ import pytest
 from hypothesis import settings
 
 from intercom_sidecar.config import Config, IntercomConfig, Secret
+from intercom_sidecar.delivery.spool import SpoolEntry
+from intercom_sidecar.delivery.spooler import OutcomeCallback, Spooler
+from intercom_sidecar.mapping.plan import Plan
 
 # Hypothesis: `default` keeps `make test` fast; `fuzz` (`make fuzz`, HYPOTHESIS_PROFILE=fuzz) runs long. No
 # deadline: the first example of a test pays for loading Intercom's OpenAPI description, and the machine is shared.
@@ -43,6 +46,22 @@ class FakeClock:
         self.sleeps.append(seconds)
         self.time += max(0.0, seconds)
         await asyncio.sleep(0)  # let other tasks run, as a real sleep would; takes no time
+
+
+def appended_future(
+    spooler: Spooler, entry: SpoolEntry, plan: Plan, on_outcome: OutcomeCallback | None = None
+) -> asyncio.Future[int | None]:
+    """`spooler.accept` with its append's end as a future: the seq once durable, None for a duplicate, or the error."""
+    future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
+    def appended(seq: int | None, error: BaseException | None) -> None:
+        if error is None:
+            future.set_result(seq)
+        else:
+            future.set_exception(error)
+
+    spooler.accept(entry, plan, appended, on_outcome)
+    return future
 
 
 @pytest.fixture(autouse=True)

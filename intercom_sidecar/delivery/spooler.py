@@ -24,7 +24,6 @@ provides (it knows the settings and the tracer).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -110,27 +109,15 @@ class Spooler:
         self,
         entry: SpoolEntry,
         plan: Plan,
-        on_outcome: OutcomeCallback | None = None,
-        trace: Context | None = None,
-    ) -> asyncio.Future[int | None]:
-        """Spool `entry` and queue `plan` for delivery. The future gives the seq once the write is durable, or None
-        for a duplicate; it fails with QueueFullError (spool full), SpoolError or ShuttingDownError. An event that
-        goes behind a backlog hears `Deferred` (before the future resolves) and no outcome after that: it is
-        delivered later under a span of its own."""
-        appended: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self.accept_then(entry, plan, functools.partial(_settle, appended), on_outcome, trace)
-        return appended
-
-    def accept_then(
-        self,
-        entry: SpoolEntry,
-        plan: Plan,
         appended: Appended,
         on_outcome: OutcomeCallback | None = None,
         trace: Context | None = None,
     ) -> None:
-        """`accept` without a future: `appended` is called once the append has ended (never from within this call;
-        see `Appended`). The intake's path: a future and its done callback per event cost more than the call."""
+        """Spool `entry` and queue `plan` for delivery. `appended(seq, error)` is called once the append has ended,
+        never from within this call (see `Appended`): the seq once the write is durable, or None for a duplicate;
+        or QueueFullError (spool full), SpoolError or ShuttingDownError. An event that goes behind a backlog hears
+        `Deferred` (before `appended`) and no outcome after that: it is delivered later under a span of its own.
+        A callback rather than a future: a future and its done callback per event cost more than the call."""
         if self._closed:
             raise ShuttingDownError()
         if self._pipeline.pause_reason is not None:
@@ -385,17 +372,6 @@ def _tell(accepting: _Accepting, seq: int | None, error: BaseException | None) -
         accepting.appended(seq, error)
     except Exception:
         _log.exception("Unexpected error while answering an append.")
-
-
-def _settle(future: asyncio.Future[int | None], seq: int | None, error: BaseException | None) -> None:
-    """`accept`'s future, as `accept_then` tells it."""
-    if future.done():  # cancelled: the caller is gone
-        return
-    if error is None:
-        future.set_result(seq)
-    else:
-        future.set_exception(error)
-        future.exception()  # the caller may be gone; a refused event is not a bug
 
 
 def make_spool(config: Config) -> Spool:

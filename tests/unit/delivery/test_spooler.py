@@ -17,7 +17,7 @@ from intercom_sidecar.delivery.spool_sqlite import SqliteSpool
 from intercom_sidecar.delivery.spooler import OutcomeCallback, Spooler
 from intercom_sidecar.errors import QueueFullError
 from intercom_sidecar.mapping.plan import Plan
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, appended_future
 from tests.unit.delivery.test_pipeline import FakeSender, plan
 
 pytestmark = pytest.mark.timeout(10)
@@ -64,7 +64,7 @@ class Harness:
         return plan(name), self.record(name), None
 
     async def accept(self, *names: str) -> list[int | None]:
-        futures = [self.spooler.accept(entry(name), plan(name), self.record(name)) for name in names]
+        futures = [appended_future(self.spooler, entry(name), plan(name), self.record(name)) for name in names]
         return list(await asyncio.gather(*futures))
 
     async def delivered(self, count: int) -> None:
@@ -217,7 +217,9 @@ async def test_duplicates_in_a_batch_do_not_crowd_out_new_events_when_the_spool_
     await harness.accept("a1")
 
     # A client resends a whole batch after RETRY_LATER: a1 again, then two new events, with room for one.
-    futures = [harness.spooler.accept(entry(name), plan(name), harness.record(name)) for name in ("a1", "b1", "c1")]
+    futures = [
+        appended_future(harness.spooler, entry(name), plan(name), harness.record(name)) for name in ("a1", "b1", "c1")
+    ]
     results = await asyncio.gather(*futures, return_exceptions=True)
 
     assert results[:2] == [None, 2], "the duplicate is answered as such and takes no room; b1 gets it"
@@ -251,7 +253,7 @@ async def test_a_replay_larger_than_the_window_is_read_back_in_windows(make_spoo
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "memory"])
-async def test_accept_then_answers_each_event_once_after_the_call_and_a_failing_answer_costs_no_other(
+async def test_accept_answers_each_event_once_after_the_call_and_a_failing_answer_costs_no_other(
     kind: str, tmp_path: Path
 ) -> None:
     spool = small_spool(kind, tmp_path, max_events=3)
@@ -275,7 +277,7 @@ async def test_accept_then_answers_each_event_once_after_the_call_and_a_failing_
 
     # a1 again (a duplicate), b1 (whose answer raises), c1, then d1 and e1 with room for one of them.
     for name in ("a1", "b1", "c1", "d1", "e1"):
-        harness.spooler.accept_then(entry(name), plan(name), answer(name), harness.record(name))
+        harness.spooler.accept(entry(name), plan(name), answer(name), harness.record(name))
     assert answers == {}, "never answered from within the call"
     await done.wait()
 

@@ -22,7 +22,7 @@ from intercom_sidecar.model.acks import AckStatus
 from intercom_sidecar.telemetry import names
 from intercom_sidecar.telemetry.metrics import DELIVERY_LATENCY_BUCKETS, Metrics, make_meter_provider
 from intercom_sidecar.telemetry.prometheus import PrometheusReader, render_text
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, appended_future
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -387,7 +387,7 @@ async def test_invariant_with_the_real_spool_and_pipeline(clock: Clock) -> None:
     futures = []
     for name in names_sent:
         entry = SpoolEntry(name, name, b"{}", "0" * 32, clock())
-        futures.append(spooler.accept(entry, plan_of(name), settle(entry.accepted_at)))
+        futures.append(appended_future(spooler, entry, plan_of(name), settle(entry.accepted_at)))
     seqs = [await future for future in futures]
     metrics.events_accepted(sum(1 for seq in seqs if seq is not None))
     metrics.event_filtered()  # a page in ignore mode, say
