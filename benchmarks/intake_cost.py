@@ -13,6 +13,11 @@ threads, so the figures are repeatable:
 `send` runs batches of 100 events; `stream` one stream of N events. N stays under the delivery window (10,000).
 `--sqlite` puts the durable spool (in a temporary directory) in place of the in-memory one, so its writer thread's
 CPU counts too; `--in-flight K` keeps K `Send` calls in flight (the bench keeps 4), so appends share commits.
+`--traced` records every span (always-on sampling) with the sidecar's tracer and span processor, each span encoded
+for OTLP as it ends and the batches dropped where an exporter would post them: tracing's cost without the network,
+the export thread counted. `--window W` sets the delivery window (10,000): in the bench most events land beyond it,
+so their event spans end at intake (deferred); `--window 200` with N=2000 does the same here. Tracing's cost per
+event is then (traced - untraced) at the same N and window.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from benchmarks.events import track_events
@@ -40,6 +47,9 @@ from intercom_sidecar.delivery.spooler import Spooler
 from intercom_sidecar.intake import Intake
 from intercom_sidecar.runtime import tune_garbage_collector
 from intercom_sidecar.server.servicer import EventServicer
+from intercom_sidecar.telemetry.otlp import EncodedSpan, encode_request
+from intercom_sidecar.telemetry.processor import QueueSpanProcessor
+from intercom_sidecar.telemetry.tracer import LeanTracerProvider
 
 _BATCH = 100
 
@@ -56,7 +66,33 @@ class _Held:
         await asyncio.Event().wait()
 
 
-async def _servicer(directory: Path | None = None) -> tuple[EventServicer, Spool]:
+class _DropEncoded:
+    """Where the sidecar's OTLP exporters would post: the request is put together from the encoded spans, then
+    dropped."""
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        raise AssertionError("spans are encoded as they end")
+
+    def export_encoded(self, spans: Sequence[EncodedSpan]) -> SpanExportResult:
+        encode_request(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def _provider(traced: bool) -> TracerProvider:
+    if not traced:
+        return TracerProvider(sampler=ALWAYS_OFF)
+    provider = LeanTracerProvider(resource=Resource.create({"service.name": "intercom-sidecar"}))
+    provider.add_span_processor(QueueSpanProcessor(_DropEncoded()))  # type: ignore[arg-type]
+    return provider
+
+
+async def _servicer(directory: Path | None, provider: TracerProvider, window: int) -> tuple[EventServicer, Spool]:
     spool: Spool
     if directory is None:
         spool = MemorySpool(max_events=1_000_000, max_bytes=1 << 40)
@@ -64,9 +100,8 @@ async def _servicer(directory: Path | None = None) -> tuple[EventServicer, Spool
         spool = SqliteSpool(directory, max_events=1_000_000, max_bytes=1 << 40)
     await spool.open()
     pipeline = Pipeline(_Held(), QueueConfig(), RetryConfig())  # never started: held
-    spooler = Spooler(spool, pipeline)
-    tracer = TracerProvider(sampler=ALWAYS_OFF).get_tracer("intercom_sidecar")
-    intake = Intake(spooler, tracer, MappingConfig(), durable=True)
+    spooler = Spooler(spool, pipeline, window=window)
+    intake = Intake(spooler, provider.get_tracer("intercom_sidecar"), MappingConfig(), durable=True)
     return EventServicer(intake, LimitsConfig()), spool
 
 
@@ -99,16 +134,30 @@ async def _stream(servicer: EventServicer, messages: list[bytes]) -> int:
 
 
 async def _run(
-    kind: str, events: int, tag: str, *, build_only: bool = False, sqlite: bool = False, in_flight: int = 1
+    kind: str,
+    events: int,
+    tag: str,
+    *,
+    build_only: bool = False,
+    sqlite: bool = False,
+    in_flight: int = 1,
+    traced: bool = False,
+    window: int = 10_000,
 ) -> float:
     """CPU seconds for `events` events through a fresh sidecar intake (with `sqlite`, the durable spool in a
-    temporary directory: its writer thread's CPU counts too)."""
+    temporary directory: its writer thread's CPU counts too; with `traced`, every span recorded and encoded, and
+    the span processor flushed before the clock stops)."""
+    provider = _provider(traced)
     with tempfile.TemporaryDirectory(prefix="intake-cost-") as directory:
-        servicer, spool = await _servicer(Path(directory) if sqlite else None)
+        servicer, spool = await _servicer(Path(directory) if sqlite else None, provider, window)
         try:
-            return await _measure(servicer, kind, events, tag, build_only=build_only, in_flight=in_flight)
+            spent = await _measure(servicer, kind, events, tag, build_only=build_only, in_flight=in_flight)
+            flushing = time.process_time()
+            provider.force_flush()
+            return spent + time.process_time() - flushing
         finally:
             await spool.close()
+            provider.shutdown()
 
 
 async def _measure(
@@ -149,22 +198,23 @@ def _varint(value: int) -> bytes:
 
 def main(argv: Sequence[str]) -> int:
     kind, events = argv[0], int(argv[1])
-    sqlite = "--sqlite" in argv
-    in_flight = int(argv[argv.index("--in-flight") + 1]) if "--in-flight" in argv else 1
+    options: dict[str, Any] = {
+        "sqlite": "--sqlite" in argv,
+        "in_flight": int(argv[argv.index("--in-flight") + 1]) if "--in-flight" in argv else 1,
+        "traced": "--traced" in argv,
+        "window": int(argv[argv.index("--window") + 1]) if "--window" in argv else 10_000,
+    }
     if "--once" in argv or "--build-only" in argv:
-        build_only = "--build-only" in argv
-        asyncio.run(_run(kind, events, "once", build_only=build_only, sqlite=sqlite, in_flight=in_flight))
+        asyncio.run(_run(kind, events, "once", build_only="--build-only" in argv, **options))
         return 0
     repeats = 15
-    per_event = [
-        asyncio.run(_run(kind, events, f"r{n}", sqlite=sqlite, in_flight=in_flight)) / events * 1e6
-        for n in range(repeats)
-    ]
+    per_event = [asyncio.run(_run(kind, events, f"r{n}", **options)) / events * 1e6 for n in range(repeats)]
     median, least = statistics.median(per_event), min(per_event)
-    spool = "sqlite spool" if sqlite else "memory spool"
+    spool = "sqlite spool" if options["sqlite"] else "memory spool"
+    traced = ", every span recorded and encoded" if options["traced"] else ""
     print(
-        f"{kind} ({spool}, {in_flight} in flight): median {median:.1f} µs CPU per event"
-        f" (min {least:.1f}, {repeats} runs)"
+        f"{kind} ({spool}, {options['in_flight']} in flight, window {options['window']:,}{traced}): "
+        f"median {median:.1f} µs CPU per event (min {least:.1f}, {repeats} runs)"
     )
     return 0
 
