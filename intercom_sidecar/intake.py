@@ -73,7 +73,7 @@ class Intake:
         never from within this call): ACCEPTED once durable, or with `wait` the final outcome. `decode(now)`
         validates; `payload(traceparent)` is what the spool keeps, with the event span's W3C context in it, so a
         delivery after a restart joins the trace. A callback rather than a future: callers collect many acks (a
-        `Send` batch, a stream, a Segment request) with one wait for all (`server.submit.AckBatch`)."""
+        `Send` batch, a stream, a Segment request) with one wait for all (`server.submit.collect_acks`)."""
         span = self._tracer.start_span(names.SPAN_EVENT, context=parent, attributes={names.ATTR_MESSAGE_ID: message_id})
         ack = _Ack(span, message_id, format(span.get_span_context().trace_id, "032x"), self._durable, self._metrics)
         if self._recent is not None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import functools
 import hmac
 import json
 import logging
@@ -52,7 +51,7 @@ from intercom_sidecar.server.segment_body import (
     Item,
     parse_request,
 )
-from intercom_sidecar.server.submit import AckBatch, take_event, take_unreadable
+from intercom_sidecar.server.submit import collect_acks, take_event, take_unreadable
 from intercom_sidecar.telemetry.logs import register_secret
 from intercom_sidecar.telemetry.spans import context_from_carrier
 
@@ -192,13 +191,8 @@ class SegmentHttpServer:
         except BadRequestError as error:
             return _json(400, _error("invalid_request", str(error)))
         parent = context_from_carrier(request.headers)
-        batch = AckBatch(len(items))
-        for index, item in enumerate(items):
-            ack = self._take_item(item, parent, functools.partial(batch.put, index))
-            if ack is not None:
-                batch.put(index, ack)
-        await batch.complete()  # the events are taken either way, even if this request is gone
-        return answer([item.label for item in items], batch.acks)
+        acks = await collect_acks(items, lambda item, deliver: self._take_item(item, parent, deliver))
+        return answer([item.label for item in items], acks)
 
     def _take_item(self, item: Item, parent: Context | None, deliver: Callable[[AckInfo], None]) -> AckInfo | None:
         if item.message is not None:

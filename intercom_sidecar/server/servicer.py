@@ -14,7 +14,6 @@ before any event is looked at: nothing is taken, so the caller can split the bat
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -29,7 +28,7 @@ from intercom_sidecar.model.acks import AckInfo
 from intercom_sidecar.model.from_proto import DecodeLimits, parse_limited
 from intercom_sidecar.model.wire import TooManyEventsError, WireError, peek_message_id, split_send_request
 from intercom_sidecar.server.acks import ack_to_proto, send_response
-from intercom_sidecar.server.submit import AckBatch, take_event, take_unreadable
+from intercom_sidecar.server.submit import collect_acks, take_event, take_unreadable
 from intercom_sidecar.telemetry.spans import context_from_carrier
 
 __all__ = ["ACK_MODE_KEY", "EventServicer", "add_event_service"]
@@ -90,13 +89,8 @@ class EventServicer:
                 "none was taken: send them again in batches of at most that many, or on Stream",
             )
             raise
-        batch = AckBatch(len(events))
-        for index, raw in enumerate(events):
-            ack = self._take(raw, wait, parent, functools.partial(batch.put, index))
-            if ack is not None:
-                batch.put(index, ack)
-        await batch.complete()
-        return send_response(batch.acks)
+        acks = await collect_acks(events, lambda raw, deliver: self._take(raw, wait, parent, deliver))
+        return send_response(acks)
 
     async def Stream(
         self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext[object, object]

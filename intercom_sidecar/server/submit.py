@@ -1,13 +1,15 @@
 """How the edges (gRPC, the Segment HTTP API) hand an event to `Intake`: a parsed protobuf message, or one that
 could not be read at all. Either way the event goes through the intake, so it is counted and has its span and ack.
 
-`take_*` answer with the ack now, or None and later `deliver(ack)` (see `Intake.submit`); `AckBatch` collects the
-acks of a batch of events (a `Send`, a Segment request) with one wait for all of them."""
+`take_*` answer with the ack now, or None and later `deliver(ack)` (see `Intake.submit`); `collect_acks` takes a
+batch of events (a `Send`, a Segment request) and waits once for all of their acks."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from opentelemetry.context import Context
 
@@ -19,9 +21,10 @@ from intercom_sidecar.model.events import Event
 from intercom_sidecar.model.from_proto import DecodeLimits, event_from_proto
 from intercom_sidecar.telemetry.spans import context_from_carrier
 
-__all__ = ["AckBatch", "take_event", "take_unreadable"]
+__all__ = ["collect_acks", "take_event", "take_unreadable"]
 
 Deliver = Callable[[AckInfo], None]
+_T = TypeVar("_T")
 
 
 def take_event(
@@ -79,16 +82,21 @@ def _never(ack: AckInfo) -> None:
     raise AssertionError("an event that failed to decode is answered at once")
 
 
-class AckBatch:
-    """The acks of a batch of events, in the order of its events, and one wait for all of them (not one per event).
-
-    batch = AckBatch(len(events))
-    for index, event in enumerate(events):
-        ack = take_event(..., functools.partial(batch.put, index), ...)
+async def collect_acks(items: Sequence[_T], take: Callable[[_T, Deliver], AckInfo | None]) -> list[AckInfo]:
+    """`take(item, deliver)` for each item (its ack now, or None and `deliver(ack)` later), then the acks in the
+    order of the items, after one wait for all of them (not one per event). Cancelling the wait takes nothing
+    back: the events stay taken."""
+    batch = _AckBatch(len(items))
+    for index, item in enumerate(items):
+        ack = take(item, functools.partial(batch.put, index))
         if ack is not None:
             batch.put(index, ack)
-    await batch.complete()  # batch.acks
-    """
+    await batch.complete()
+    return batch.acks
+
+
+class _AckBatch:
+    """The acks of a batch of events, in the order of its events, and one wait for all of them."""
 
     def __init__(self, size: int) -> None:
         self.acks: list[AckInfo] = [None] * size  # type: ignore[list-item]  # every slot is filled before use
@@ -102,7 +110,7 @@ class AckBatch:
             self._complete.set_result(None)
 
     async def complete(self) -> None:
-        """Until every event has its ack. Cancelling the wait takes nothing back: the events stay taken."""
+        """Until every event has its ack."""
         if self._missing:
             self._complete = asyncio.get_running_loop().create_future()
             await self._complete
