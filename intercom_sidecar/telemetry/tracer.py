@@ -312,32 +312,18 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     _record_exception = True
     _set_status_on_exception = True
 
-    def __init__(
-        self,
-        name: str,
-        context: SpanContext,
-        parent: SpanContext | None,
-        resource: Resource,
-        scope: InstrumentationScope,
-        kind: SpanKind,
-        limits: SpanLimits,
-        hooks: _Hooks,
-        record_exception: bool,
-        set_status_on_exception: bool,
-    ) -> None:
-        # ReadableSpan's fields, set directly (its __init__ would make a Resource when none is given).
-        self._name = name
-        self._context = context
-        self._parent = parent
-        self._kind = kind
-        self._resource = resource
-        self._instrumentation_scope = scope
-        self._attributes: dict[str, types.AnyValue] = {}
-        self._start_time: int | None = None
-        self._limits = limits
-        self._hooks = hooks
-        self._record_exception = record_exception
-        self._set_status_on_exception = set_status_on_exception
+    # The rest are set by `LeanTracer.start_span` on an object it makes without calling __init__ (ReadableSpan's
+    # would make a Resource when none is given, and the call itself costs on every event).
+    _name: str
+    _context: SpanContext
+    _parent: SpanContext | None
+    _kind: SpanKind
+    _resource: Resource
+    _instrumentation_scope: InstrumentationScope
+    _attributes: dict[str, types.AnyValue]
+    _start_time: int | None
+    _limits: SpanLimits
+    _hooks: _Hooks
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(name="{self._name}", context={self._context})'
@@ -369,7 +355,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
 
     # Span
     def get_span_context(self) -> SpanContext:
-        return self._context  # type: ignore[return-value]  # always set (ReadableSpan allows None)
+        return self._context
 
     def is_recording(self) -> bool:
         return self._end_time is None
