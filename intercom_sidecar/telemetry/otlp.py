@@ -89,7 +89,8 @@ def _length_prefixed(payload: bytes) -> bytes:
 
 
 def _field(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited field: tag, length, payload."""
+    """A length-delimited field: tag, length, payload (`_length_prefixed` written out: it runs for every
+    field of every span)."""
     length = len(payload)
     return tag + (_SHORT_VARINTS[length] if length < 128 else _varint(length)) + payload
 
@@ -309,8 +310,7 @@ def _lean_span(span: LeanSpan) -> bytes | None:
             _LOCAL_TAIL,
         )
     )
-    length = len(body)
-    return b"\x12" + (_SHORT_VARINTS[length] if length < 128 else _varint(length)) + body
+    return _field(b"\x12", body)
 
 
 def _span(span: ReadableSpan) -> bytes:
@@ -369,8 +369,7 @@ def _span(span: ReadableSpan) -> bytes:
         _FLAGS.pack(0x85, 0x01, flags),
     )
     body = b"".join(parts)
-    length = len(body)
-    return b"\x12" + (_SHORT_VARINTS[length] if length < 128 else _varint(length)) + body
+    return _field(b"\x12", body)
 
 
 class _Encoded:
