@@ -14,10 +14,14 @@ threads, so the figures are repeatable:
 `--sqlite` puts the durable spool (in a temporary directory) in place of the in-memory one, so its writer thread's
 CPU counts too; `--in-flight K` keeps K `Send` calls in flight (the bench keeps 4), so appends share commits.
 `--traced` records every span (always-on sampling) with the sidecar's tracer and span processor, each span encoded
-for OTLP as it ends and the batches dropped where an exporter would post them: tracing's cost without the network,
-the export thread counted. `--window W` sets the delivery window (10,000): in the bench most events land beyond it,
-so their event spans end at intake (deferred); `--window 200` with N=2000 does the same here. Tracing's cost per
-event is then (traced - untraced) at the same N and window.
+for OTLP as it ends and the batches dropped where an exporter would post them: tracing's cost without the network.
+The processor keeps every span until the run ends, then puts the requests together in the measuring thread
+(`force_flush`): its export thread would do the same work, but when it ran, and how often it took the interpreter
+lock, would vary from run to run (under callgrind, by up to 20,000 instructions per event).
+
+`--window W` sets the delivery window (10,000): in the bench most events land beyond it, so their event spans end
+at intake (deferred); `--window 200` with N=2000 does the same here. Tracing's cost per event is then (traced -
+untraced) at the same N and window. Under callgrind, set PYTHONHASHSEED (say 0) for counts that repeat.
 """
 
 from __future__ import annotations
@@ -88,7 +92,14 @@ def _provider(traced: bool) -> TracerProvider:
     if not traced:
         return TracerProvider(sampler=ALWAYS_OFF)
     provider = LeanTracerProvider(resource=Resource.create({"service.name": "intercom-sidecar"}))
-    provider.add_span_processor(QueueSpanProcessor(_DropEncoded()))  # type: ignore[arg-type]
+    everything = 1 << 30  # queued until force_flush: the worker never wakes for a full batch
+    processor = QueueSpanProcessor(
+        _DropEncoded(),  # type: ignore[arg-type]
+        max_queue_size=everything,
+        max_export_batch_size=everything,
+        schedule_delay_millis=3_600_000,
+    )
+    provider.add_span_processor(processor)
     return provider
 
 

@@ -84,13 +84,14 @@ class Intake:
             if span.is_recording():
                 # A child of the event span, never made current: nothing in decoding, validation or mapping reads
                 # the current span or logs (the attach and detach would be a tenth of what recording costs).
-                validate = self._tracer.start_span(spans.SPAN_VALIDATE, context=event_context)
+                started = time.time_ns()
                 try:
                     event, plan = self._validate(decode, now, span, ack)
                 except Exception as error:
+                    validate = self._tracer.start_span(spans.SPAN_VALIDATE, context=event_context, start_time=started)
                     _end_failed(validate, error)
                     raise
-                validate.end()
+                spans.record_child(self._tracer, spans.SPAN_VALIDATE, event_context, started)
             else:  # nothing records the event: a validation span would cost microseconds and show nothing
                 event, plan = self._validate(decode, now, span, ack)
             if isinstance(plan, Skip):

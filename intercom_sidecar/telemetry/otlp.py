@@ -103,8 +103,6 @@ def _text(value: str) -> bytes:
 
 
 _key_cache: dict[str, bytes] = {}
-_pair_cache: dict[tuple[str, str], bytes] = {}
-"""Whole KeyValues (length included) of string attributes whose values repeat from span to span."""
 _REPEATING_KEYS = frozenset(
     {
         names.ATTR_CALL_TYPE,
@@ -118,6 +116,8 @@ _REPEATING_KEYS = frozenset(
         span_names.ATTR_ERROR_TYPE,
     }
 )
+_pairs: dict[str, dict[str, bytes]] = {key: {} for key in _REPEATING_KEYS}
+"""Per key whose values repeat from span to span: per value, the whole KeyValue (its length included)."""
 _name_cache: dict[str, bytes] = {}
 
 
@@ -185,8 +185,9 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     parts: list[bytes] = []
     for key, value in attributes.items():
         if type(value) is str:  # the common case, inline: tag, KeyValue(key, AnyValue(string_value))
-            if key in _REPEATING_KEYS:
-                pair = _pair_cache.get((key, value))
+            known = _pairs.get(key)
+            if known is not None:
+                pair = known.get(value)
                 if pair is not None:
                     parts += (tag, pair)
                     continue
@@ -210,8 +211,8 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
                 )
             else:
                 pair = _length_prefixed(key_field + _field(b"\x12", _field(b"\x0a", encoded)))
-            if key in _REPEATING_KEYS and len(_pair_cache) < _CACHE_LIMIT:
-                _pair_cache[key, value] = pair
+            if known is not None and len(known) < _CACHE_LIMIT:
+                known[value] = pair
             parts += (tag, pair)
             continue
         key_field = _key_cache.get(key) or _key(key)
@@ -274,52 +275,87 @@ def _links(links: Iterable[Link]) -> bytes:
     return b"".join(parts)
 
 
-def _lean_span(span: LeanSpan) -> bytes | None:
-    """The Span message of the sidecar's most common shape, from constant runs of bytes: internal, the default
-    trace state, a local parent or none, no events, links or dropped attributes, status unset. None for any
-    other span (`_span` writes it)."""
+def _lean_span(span: LeanSpan) -> bytes:
+    """The Span message of a LeanSpan of the common shape (`LeanSpan._plain`: internal, the default trace state,
+    a local parent or none, no events, links or dropped attributes, status unset), from constant runs of bytes:
+    the ids in one pack, the name, kind and times in another (per name), the attributes, the constant tail."""
     context = span._context
     parent = span._parent
-    if (
-        span._events
-        or span._links
-        or span._dropped_attributes
-        or span._status is not _UNSET
-        or span._kind is not SpanKind.INTERNAL
-        or context is None
-        or context[4] is not _DEFAULT_TRACE_STATE
-    ):
-        return None
+    layout = _layouts.get(span._name)
+    if layout is None:
+        layout = _layout(span._name)
     trace_id = context[0]
-    name = span._name
     attributes = span._attributes
+    if not attributes and layout.child_length > 0:  # the length known in advance: it goes in the first pack
+        if parent is None:
+            return _ROOT_FIELD.pack(
+                0x12, layout.root_length, 0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1]
+            ) + layout.pack_tail(layout.name, 0x30, 0x01, 0x39, span._start_time, 0x41, span._end_time, _LOCAL_TAIL)
+        return _CHILD_FIELD.pack(
+            0x12,
+            layout.child_length,
+            0x0A,
+            0x10,
+            trace_id >> 64,
+            trace_id & _LOW64,
+            0x12,
+            0x08,
+            context[1],
+            0x22,
+            0x08,
+            parent[1],
+        ) + layout.pack_tail(layout.name, 0x30, 0x01, 0x39, span._start_time, 0x41, span._end_time, _LOCAL_TAIL)
     if parent is None:
         ids = _IDS.pack(0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1])
-    elif parent[2]:  # a remote parent: a flag of its own
-        return None
     else:
         ids = _IDS_PARENT.pack(
             0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1], 0x22, 0x08, parent[1]
         )
-    body = b"".join(
-        (
-            ids,
-            _name_cache.get(name) or _name(name),
-            _INTERNAL_TIMES.pack(0x30, 0x01, 0x39, span._start_time or 0, 0x41, span._end_time or 0),
-            _attributes(b"\x4a", attributes) if attributes else b"",
-            _LOCAL_TAIL,
-        )
+    body = (
+        ids
+        + layout.pack(layout.name, 0x30, 0x01, 0x39, span._start_time, 0x41, span._end_time)
+        + (_attributes(b"\x4a", attributes) if attributes else b"")
+        + _LOCAL_TAIL
     )
-    return _field(b"\x12", body)
+    length = len(body)
+    return b"\x12" + (_SHORT_VARINTS[length] if length < 128 else _varint(length)) + body
+
+
+class _Layout:
+    """What a plain span of one name encodes with: its name field, a packer of name, kind and times (and of the
+    constant tail too), and the length of a Span message without attributes, without and with a parent."""
+
+    __slots__ = ("child_length", "name", "pack", "pack_tail", "root_length")
+
+    def __init__(self, name: str) -> None:
+        self.name = _name(name)
+        self.pack = struct.Struct(f"<{len(self.name)}sBBBQBQ").pack
+        self.pack_tail = struct.Struct(f"<{len(self.name)}sBBBQBQ{len(_LOCAL_TAIL)}s").pack
+        rest = len(self.name) + _INTERNAL_TIMES.size + len(_LOCAL_TAIL)
+        self.root_length = _IDS.size + rest
+        self.child_length = _IDS_PARENT.size + rest
+
+
+_ROOT_FIELD = struct.Struct(">BB" + _IDS.format.lstrip(">"))
+"""Span field 2's tag and length (< 128: one byte), then _IDS."""
+_CHILD_FIELD = struct.Struct(">BB" + _IDS_PARENT.format.lstrip(">"))
+_layouts: dict[str, _Layout] = {}
+
+
+def _layout(name: str) -> _Layout:
+    layout = _Layout(name)
+    if layout.child_length >= 128:  # a long name: the length takes two bytes (the path with attributes writes it)
+        layout.root_length = layout.child_length = -1
+    if len(_layouts) < _CACHE_LIMIT:
+        _layouts[name] = layout
+    return layout
 
 
 def _span(span: ReadableSpan) -> bytes:
     """One Span message, its field tag and length included."""
     kind_of_span = type(span)
-    if kind_of_span is LeanSpan:
-        encoded = _lean_span(span)  # type: ignore[arg-type]
-        if encoded is not None:
-            return encoded
+    if kind_of_span is LeanSpan and span._plain:  # type: ignore[attr-defined]
+        return _lean_span(span)  # type: ignore[arg-type]
     if kind_of_span is LeanSpan or kind_of_span is ReadableSpan:
         # The sidecar's own spans and the SDK's finished ones: their fields, without a property call for each.
         context = span._context
@@ -423,13 +459,13 @@ def encode_span(span: ReadableSpan) -> EncodedSpan | None:
     """One span encoded on its own, to be put in a request later by `encode_request` (a span processor can
     encode each span as it ends, and hand its exporter bytes). None, logged, when the span cannot be encoded."""
     try:
-        encoded = _span(span)
+        if type(span) is LeanSpan:  # the fields, without the property calls
+            encoded = _lean_span(span) if span._plain else _span(span)
+            return span._resource, span._instrumentation_scope or None, encoded
+        return span.resource, span.instrumentation_scope or None, _span(span)
     except (TypeError, ValueError, AttributeError, KeyError, struct.error) as error:
         _log.warning("Span `%s` left out of the export: %s.", getattr(span, "name", "?"), error)
         return None
-    if type(span) is LeanSpan:  # the fields, without the property calls
-        return span._resource, span._instrumentation_scope or None, encoded
-    return span.resource, span.instrumentation_scope or None, encoded
 
 
 def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:

@@ -41,6 +41,7 @@ _log = logging.getLogger(__name__)
 _DEFAULT_MAX_QUEUE_SIZE = 2048
 _DEFAULT_MAX_BATCH = 512
 _DEFAULT_SCHEDULE_DELAY_MILLIS = 5000.0
+_SAMPLED = int(TraceFlags.SAMPLED)
 _SHUTDOWN_TIMEOUT_MILLIS = 5000.0
 """At shutdown, how long queued spans may take to export (the SDK's batch processor allows 30 s)."""
 
@@ -95,8 +96,9 @@ class QueueSpanProcessor(SpanProcessor):
             os.register_at_fork(after_in_child=after_fork)
 
     def on_end(self, span: ReadableSpan) -> None:
-        context = span._context  # what the `context` property returns, without the call
-        if context is None or not context.trace_flags & TraceFlags.SAMPLED:
+        # The `context` and `trace_flags` properties, without the calls (SpanContext is a tuple; 3: trace_flags).
+        context = span._context
+        if context is None or not context[3] & _SAMPLED:
             return
         queue = self._queue
         if len(queue) >= self._max_queue_size or self._shutdown:
@@ -107,9 +109,10 @@ class QueueSpanProcessor(SpanProcessor):
             queue.append(span)
         else:
             encoded = encode(span)  # None (logged) for a span that cannot be encoded
-            if encoded is not None:
-                queue.append(encoded)
-        if len(queue) >= self._max_batch and not self._wake.is_set():
+            if encoded is None:
+                return
+            queue.append(encoded)
+        if len(queue) == self._max_batch:  # spans come one at a time: the queue passes here on its way up
             self._wake.set()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

@@ -19,6 +19,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, Tracer, get_current_span, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from intercom_sidecar.telemetry.tracer import LeanTracer
+
 __all__ = [
     "ATTR_ERROR_TYPE",
     "ATTR_HTTP_METHOD",
@@ -37,6 +39,7 @@ __all__ = [
     "SPAN_VALIDATE",
     "context_from_carrier",
     "end_recovered_span",
+    "record_child",
     "recovered_span",
     "traceparent",
 ]
@@ -59,6 +62,14 @@ ATTR_MESSAGE_ID = "segment.message_id"
 ATTR_OUTCOME = "intercom_sidecar.outcome"
 
 _propagator = TraceContextTextMapPropagator()
+
+
+def record_child(tracer: Tracer, name: str, context: Context, start_time: int) -> None:
+    """A child span of the span in `context`, from `start_time` to now (in one step with the sidecar's tracer)."""
+    if type(tracer) is LeanTracer:
+        tracer.record_child(name, context, start_time)
+    else:
+        tracer.start_span(name, context, start_time=start_time).end()
 
 
 def traceparent(span: Span) -> str:

@@ -12,6 +12,11 @@ for the default (parent-based always-on) the decision is taken inline, with the 
 `on_start`, `_on_ending` and `on_end` as from the SDK (only the hooks a processor implements are called: the
 provider works out which when a processor is added).
 
+With the default id generator and sampler, two shortcuts: a child of one of the tracer's own spans copies its
+parent's trace id, flags and trace state (what the sampler would decide); `record_child` hands processors a child
+that started earlier and ends now in one step, as `start_span(...).end()` would (intake times validation so).
+`LeanSpan._plain` says a span still has the common shape, so the encoder (`telemetry/otlp.py`) tests one flag.
+
 One lock, shared by all spans, makes `end()` happen once even if two threads race to it; everything else relies
 on a span being used by one thread at a time, as the sidecar does (each event's spans live on the event loop).
 What the SDK span has and this one does not: the SDK's own span metrics (`OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED`)
@@ -22,9 +27,11 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from time import time_ns
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -32,6 +39,7 @@ from typing import Any
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import (
     Event,
@@ -78,6 +86,20 @@ _TRACE_ID_MAX = 2**128 - 1
 _SPAN_ID_MAX = 2**64 - 1
 _new_tuple = tuple.__new__
 _new_object = object.__new__
+_INTERNAL = SpanKind.INTERNAL
+
+
+def _runtime_context_getter() -> Callable[[], context_api.Context | None]:
+    """The current context's getter: with the API's default runtime context (contextvars), its ContextVar's own
+    `get` (a C call instead of two Python ones); else `context.get_current`."""
+    runtime = getattr(context_api, "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    if type(runtime) is ContextVarsRuntimeContext and isinstance(variable, ContextVar):
+        return variable.get
+    return context_api.get_current
+
+
+_current_context = _runtime_context_getter()
 
 
 class LeanTracerProvider(TracerProvider):
@@ -138,6 +160,16 @@ class LeanTracer(trace_api.Tracer):
         # any other (OTEL_TRACES_SAMPLER=traceidratio, ...) is asked.
         description = provider.sampler.get_description()
         self._inline = {_PARENT_BASED_ALWAYS_ON: _INLINE_ON, _ALWAYS_OFF: _INLINE_OFF}.get(description)
+        limits = self._limits
+        # How many attributes a new span may be given as they are (plain values, none dropped or cut): none when
+        # values have a length limit (each is then cleaned, as set_attributes does).
+        self._plain_room = (
+            -1
+            if limits.max_span_attribute_length is not None
+            else limits.max_span_attributes
+            if limits.max_span_attributes is not None
+            else sys.maxsize
+        )
 
     def start_span(
         self,
@@ -152,68 +184,96 @@ class LeanTracer(trace_api.Tracer):
     ) -> trace_api.Span:
         # The hot path of every event: tuple fields and dict lookups instead of the properties and helper calls
         # they stand for (SpanContext is a tuple: trace_id, span_id, is_remote, trace_flags, trace_state, is_valid).
-        parent_span: trace_api.Span | None = (context if context is not None else context_api.get_current()).get(
-            _SPAN_KEY
-        )  # type: ignore[assignment]
-        parent = parent_span.get_span_context() if parent_span is not None else None
-        if parent is not None and not parent[5]:
-            parent = None
+        parent_span: Any
+        if context is None:
+            current = _current_context()
+            parent_span = current.get(_SPAN_KEY) if current is not None else None
+        else:
+            parent_span = context.get(_SPAN_KEY)
+        parent: SpanContext | None
         draw = self._draw
-        if parent is None:
-            trace_id = (draw(128) if draw else 0) or self._ids.generate_trace_id()
-            random_ids = self._random_ids
+        if type(parent_span) is LeanSpan and self._inline is _INLINE_ON and draw is not None:
+            # A child of one of our own spans, with the default sampler: the same trace, flags and trace state,
+            # a new span id; valid as its parent is (a drawn span id is never 0 or too wide); sampled, and so
+            # recorded, as its parent is.
+            parent = parent_span._context
+            span_context = _new_tuple(
+                SpanContext, (parent[0], draw(64) or self._ids.generate_span_id(), False, *parent[3:])
+            )
+            if not parent[3] & _SAMPLED:
+                return trace_api.NonRecordingSpan(span_context)
         else:
-            trace_id = parent[0]
-            random_ids = bool(parent[3] & _RANDOM_TRACE_ID)
-        if self._inline is _INLINE_ON:  # parent-based always-on: sampled unless the parent was not
-            sampled = recording = parent is None or bool(parent[3] & _SAMPLED)
-            trace_state = parent[4] if parent is not None else _DEFAULT_TRACE_STATE
-        elif self._inline is _INLINE_OFF:  # no exporter: nothing recorded, a real trace id all the same
-            sampled = recording = False
-            trace_state = parent[4] if parent is not None else _DEFAULT_TRACE_STATE
-        else:
-            result = self._sampler.should_sample(context, trace_id, name, kind, attributes, links)
-            sampled = result.decision.is_sampled()  # type: ignore[no-untyped-call]
-            recording = result.decision.is_recording()  # type: ignore[no-untyped-call]
-            trace_state = result.trace_state if result.trace_state is not None else _DEFAULT_TRACE_STATE
-            attributes = result.attributes
-        span_id = (draw(64) if draw else 0) or self._ids.generate_span_id()
-        # SpanContext(...) without its __new__ (a Python call): the same tuple, validity worked out as it does.
-        span_context = _new_tuple(
-            SpanContext,
-            (
-                trace_id,
-                span_id,
-                False,
-                _FLAGS[sampled, random_ids],
-                trace_state,
-                0 < trace_id <= _TRACE_ID_MAX and 0 < span_id <= _SPAN_ID_MAX,
-            ),
-        )
-        if not recording:
-            return trace_api.NonRecordingSpan(span_context)
+            parent = parent_span.get_span_context() if parent_span is not None else None
+            if parent is not None and not parent[5]:
+                parent = None
+            if parent is None:
+                trace_id = (draw(128) if draw else 0) or self._ids.generate_trace_id()
+                random_ids = self._random_ids
+            else:
+                trace_id = parent[0]
+                random_ids = bool(parent[3] & _RANDOM_TRACE_ID)
+            if self._inline is _INLINE_ON:  # parent-based always-on: sampled unless the parent was not
+                sampled = recording = parent is None or bool(parent[3] & _SAMPLED)
+                trace_state = parent[4] if parent is not None else _DEFAULT_TRACE_STATE
+            elif self._inline is _INLINE_OFF:  # no exporter: nothing recorded, a real trace id all the same
+                sampled = recording = False
+                trace_state = parent[4] if parent is not None else _DEFAULT_TRACE_STATE
+            else:
+                result = self._sampler.should_sample(context, trace_id, name, kind, attributes, links)
+                sampled = result.decision.is_sampled()  # type: ignore[no-untyped-call]
+                recording = result.decision.is_recording()  # type: ignore[no-untyped-call]
+                trace_state = result.trace_state if result.trace_state is not None else _DEFAULT_TRACE_STATE
+                attributes = result.attributes
+            span_id = (draw(64) if draw else 0) or self._ids.generate_span_id()
+            # SpanContext(...) without its __new__ (a Python call): the same tuple, validity worked out as it does.
+            span_context = _new_tuple(
+                SpanContext,
+                (
+                    trace_id,
+                    span_id,
+                    False,
+                    _FLAGS[sampled, random_ids],
+                    trace_state,
+                    0 < trace_id <= _TRACE_ID_MAX and 0 < span_id <= _SPAN_ID_MAX,
+                ),
+            )
+            if not recording:
+                return trace_api.NonRecordingSpan(span_context)
         # LeanSpan's fields, set here rather than through an __init__ call (ReadableSpan's are set directly too).
         span = _new_object(LeanSpan)
         span._name = name
         span._context = span_context
         span._parent = parent
-        span._kind = kind
         span._resource = self._resource
         span._instrumentation_scope = self._scope
-        span._limits = limits = self._limits
+        span._limits = self._limits
         span._hooks = hooks = self._provider._hooks
-        if not record_exception:
-            span._record_exception = False
-        if not set_status_on_exception:
-            span._set_status_on_exception = False
+        span._room = self._plain_room
+        if (
+            kind is not _INTERNAL
+            or not record_exception
+            or not set_status_on_exception
+            or (parent is not None and parent[2])
+            or span_context[4] is not _DEFAULT_TRACE_STATE
+        ):  # all but the common case (LeanSpan's class attributes)
+            span._kind = kind
+            span._record_exception = record_exception
+            span._set_status_on_exception = set_status_on_exception
+            span._plain = (
+                kind is _INTERNAL
+                and not (parent is not None and parent[2])
+                and (span_context[4] is _DEFAULT_TRACE_STATE)
+            )
         if not attributes:
             span._attributes = {}
-        elif (
-            limits.max_span_attribute_length is None
-            and (limits.max_span_attributes is None or len(attributes) <= limits.max_span_attributes)
-            and all(type(key) is str and key and type(value) in _SIMPLE for key, value in attributes.items())
-        ):  # what set_attributes would keep, as it would keep it: plain values, none dropped or cut
-            span._attributes = dict(attributes)
+        elif len(attributes) <= self._plain_room:
+            for key, value in attributes.items():  # kept as they are if set_attributes would keep them so
+                if type(key) is not str or not key or type(value) not in _SIMPLE:
+                    span._attributes = {}
+                    span.set_attributes(attributes)
+                    break
+            else:  # plain values, none dropped or cut
+                span._attributes = dict(attributes)
         else:
             span._attributes = {}
             span.set_attributes(attributes)
@@ -223,6 +283,42 @@ class LeanTracer(trace_api.Tracer):
         for on_start in hooks.starting:
             on_start(span, parent_context=context)
         return span
+
+    def record_child(self, name: str, context: context_api.Context, start_time: int) -> None:
+        """A child of the span in `context` that started at `start_time` and ends now, handed to the processors
+        as `start_span(name, context, start_time=start_time).end()` would, in one step: for work timed on the
+        event loop that cannot fail halfway (decoding, validation and mapping), where that pair would cost a
+        tenth of an event's intake."""
+        parent_span = context.get(_SPAN_KEY)
+        draw = self._draw
+        if type(parent_span) is not LeanSpan or self._inline is not _INLINE_ON or draw is None:
+            self.start_span(name, context, start_time=start_time).end()
+            return
+        parent = parent_span._context
+        if not parent[3] & _SAMPLED:  # parent-based: not sampled, so nothing to record
+            return
+        span = _new_object(LeanSpan)
+        span._name = name
+        span._context = _new_tuple(
+            SpanContext, (parent[0], draw(64) or self._ids.generate_span_id(), False, *parent[3:])
+        )
+        span._parent = parent
+        span._resource = self._resource
+        span._instrumentation_scope = self._scope
+        span._limits = self._limits
+        span._room = self._plain_room
+        span._hooks = hooks = self._provider._hooks
+        if parent[4] is not _DEFAULT_TRACE_STATE:
+            span._plain = False
+        span._attributes = {}
+        span._start_time = start_time
+        for on_start in hooks.starting:
+            on_start(span, parent_context=context)
+        span._end_time = time_ns()  # nobody else has the span yet: no race to end it
+        for on_ending in hooks.ending:
+            on_ending(span)
+        for on_end in hooks.ended:
+            on_end(span)
 
     def start_as_current_span(  # type: ignore[override]  # a `with` block, not also a decorator
         self,
@@ -301,6 +397,10 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     """A recording span that is its own ReadableSpan. Made by `LeanTracer` only."""
 
     # Fields most spans never change start as class attributes (a span that changes one gets its own).
+    _kind = SpanKind.INTERNAL
+    _plain = True
+    """The span's shape is the common one, which encoders can write from constant runs of bytes: internal, the
+    default trace state, a local parent or none, no events, links or dropped attributes, status unset."""
     _instrumentation_info = None
     _events: tuple[Event, ...] | list[Event] = ()
     _links: tuple[Link, ...] = ()
@@ -317,12 +417,14 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     _name: str
     _context: SpanContext
     _parent: SpanContext | None
-    _kind: SpanKind
     _resource: Resource
     _instrumentation_scope: InstrumentationScope
     _attributes: dict[str, types.AnyValue]
     _start_time: int | None
     _limits: SpanLimits
+    _room: int
+    """How many attributes the span may hold before set_attribute has limits to apply (-1: a value length
+    limit, applied to every value)."""
     _hooks: _Hooks
 
     def __repr__(self) -> str:
@@ -363,6 +465,17 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
         """As the SDK's span (BoundedAttributes): values cleaned, strings cut to the length limit, a new key past
         the count limit pushes the oldest out (counted as dropped), an updated key moves to the end."""
+        attributes = self._attributes
+        if (
+            type(value) in _SIMPLE
+            and type(key) is str
+            and key
+            and self._end_time is None
+            and key not in attributes
+            and len(attributes) < self._room
+        ):  # a new plain value with room for it: kept as it is
+            attributes[key] = value
+            return
         if self._end_time is not None:
             _log.warning("Setting attribute on ended span.")
             return
@@ -370,20 +483,22 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         maximum = limits.max_span_attributes
         if maximum == 0:
             self._dropped_attributes += 1
+            self._plain = False
             return
         if type(value) not in _SIMPLE or type(key) is not str or not key or limits.max_span_attribute_length:
             if not key or not isinstance(key, str):
                 _log.warning("invalid key `%s`. must be non-empty string. Dropping key from attributes.", key)
                 self._dropped_attributes += 1
+                self._plain = False
                 return
             value = _clean_attribute_value(value, limits.max_span_attribute_length)
-        attributes = self._attributes
         if key in attributes:
             del attributes[key]
         elif maximum is not None and len(attributes) >= maximum:
             _log.warning("Attributes dict is full. Dropping the oldest key-value pair from attributes.")
             del attributes[next(iter(attributes))]
             self._dropped_attributes += 1
+            self._plain = False
         attributes[key] = value
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
@@ -398,6 +513,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         bounded = BoundedAttributes(
             limits.max_event_attributes, attributes, immutable=True, max_value_len=limits.max_attribute_length
         )
+        self._plain = False
         events = self._events = [*self._events, Event(name, bounded, timestamp)]
         if limits.max_events is not None and len(events) > limits.max_events:
             del events[0]  # as BoundedList: the oldest goes
@@ -423,6 +539,8 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             self._dropped_links += len(kept) - limits.max_links
             kept = kept[len(kept) - limits.max_links :]
         self._links = tuple(kept)
+        if kept or self._dropped_links:
+            self._plain = False
 
     def update_name(self, name: str) -> None:
         if self._end_time is not None:
@@ -443,8 +561,10 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             if description is not None:
                 _log.warning("Description %s ignored. Use either `Status` or `(StatusCode, Description)`", description)
             self._status = status
+            self._plain = False
         elif status is not StatusCode.UNSET:
             self._status = Status(status, description)
+            self._plain = False
 
     def record_exception(
         self,

@@ -1,0 +1,153 @@
+"""The lean tracer's shortcuts, taken only with its default id generator and sampler: a child of one of its own
+spans, `record_child`, and the encoder's plain shape. Each gives what the long way gives."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+    TraceState,
+    set_span_in_context,
+)
+
+from intercom_sidecar.telemetry import spans
+from intercom_sidecar.telemetry.otlp import encode_spans
+from intercom_sidecar.telemetry.tracer import LeanSpan, LeanTracerProvider
+
+TRACE_STATE = TraceState([("vendor", "value")])
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
+def _recording(provider_class: type[TracerProvider] = LeanTracerProvider) -> tuple[Tracer, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = provider_class(resource=Resource.create({"service.name": "test"}), shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider.get_tracer("intercom_sidecar", "1.0"), exporter
+
+
+def _remote(flags: TraceFlags = SAMPLED, trace_state: TraceState | None = TRACE_STATE) -> SpanContext:
+    return SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, True, flags, trace_state)
+
+
+def _shown(span: ReadableSpan) -> tuple[object, ...]:
+    """What an exporter sees of a child, its own span id and end time left out."""
+    context = span.context
+    assert context is not None and span.parent is not None
+    return (
+        span.name,
+        span.kind,
+        context.trace_id,
+        int(context.trace_flags),
+        context.trace_state.to_header(),
+        context.is_valid,
+        context.is_remote,
+        (span.parent.trace_id, span.parent.span_id, span.parent.is_remote),
+        span.start_time,
+        dict(span.attributes or {}),
+        span.status.status_code,
+        span.resource,
+        span.instrumentation_scope,
+    )
+
+
+@pytest.mark.parametrize("caller", [None, _remote(), _remote(trace_state=None)], ids=["root", "tracestate", "plain"])
+def test_record_child_is_start_span_then_end(caller: SpanContext | None) -> None:
+    tracer, exporter = _recording()
+    parent = set_span_in_context(NonRecordingSpan(caller)) if caller is not None else None
+    event = tracer.start_span("intercom_sidecar.event", context=parent)
+    event_context = set_span_in_context(event)
+    spans.record_child(tracer, "intercom_sidecar.validate", event_context, 1_000)
+    tracer.start_span("intercom_sidecar.validate", event_context, start_time=1_000).end()
+    recorded, started = exporter.get_finished_spans()
+    assert type(recorded) is LeanSpan and type(started) is LeanSpan
+    assert _shown(recorded) == _shown(started)
+    assert recorded.parent == event.get_span_context()
+    assert recorded.context is not None and started.context is not None
+    assert recorded.context.span_id not in (0, started.context.span_id, event.get_span_context().span_id)
+    assert recorded.end_time is not None and recorded.end_time >= 1_000
+    assert not recorded.is_recording()  # ended: no later change is taken
+    expected = sdk_encode_spans([recorded, started])
+    assert ExportTraceServiceRequest.FromString(encode_spans([recorded, started])) == expected
+
+
+def test_an_unsampled_parent_gives_unrecorded_children_in_its_trace() -> None:
+    tracer, exporter = _recording()
+    parent = set_span_in_context(NonRecordingSpan(_remote(flags=TraceFlags(0))))
+    event = tracer.start_span("intercom_sidecar.event", context=parent)
+    assert not event.is_recording()
+    spans.record_child(tracer, "intercom_sidecar.validate", set_span_in_context(event), 1_000)
+    child = tracer.start_span("intercom_sidecar.validate", context=set_span_in_context(event))
+    assert not child.is_recording()
+    assert child.get_span_context().trace_id == _remote().trace_id
+    assert exporter.get_finished_spans() == ()
+
+
+def test_record_child_with_another_tracer_starts_and_ends_a_span() -> None:
+    tracer, exporter = _recording(TracerProvider)
+    event = tracer.start_span("intercom_sidecar.event")
+    spans.record_child(tracer, "intercom_sidecar.validate", set_span_in_context(event), 1_000)
+    (child,) = exporter.get_finished_spans()
+    assert child.name == "intercom_sidecar.validate" and child.parent == event.get_span_context()
+    assert child.start_time == 1_000
+
+
+def _shapes(tracer: Tracer) -> None:
+    """Spans that leave the encoder's plain shape at start or later, and plain ones, under a fast-path parent."""
+    root = tracer.start_span("root", attributes={"segment.message_id": "m-1"})
+    root_context = set_span_in_context(root)
+    tracer.start_span("plain child", context=root_context).end()
+    spans.record_child(tracer, "recorded child", root_context, 5)
+    tracer.start_span("a child named at length " + "x" * 120, context=root_context).end()
+    spans.record_child(tracer, "a recorded child named at length " + "y" * 120, root_context, 5)
+    with_status = tracer.start_span("status", context=root_context)
+    with_status.set_status(Status(StatusCode.ERROR, "intercom 503"))
+    with_status.end()
+    with_event = tracer.start_span("event", context=root_context)
+    with_event.add_event("retry", {"attempt": 2})
+    with_event.end()
+    with_link = tracer.start_span("link", context=root_context)
+    with_link.add_link(_remote(), {"link.kind": "original"})
+    with_link.end()
+    dropped = tracer.start_span("dropped", context=root_context)
+    dropped.set_attribute("", "an empty key is dropped")
+    dropped.end()
+    tracer.start_span("client", context=root_context, kind=SpanKind.CLIENT).end()
+    under_state = tracer.start_span(
+        "under a caller with a trace state", set_span_in_context(NonRecordingSpan(_remote()))
+    )
+    state_context = set_span_in_context(under_state)
+    tracer.start_span("inherits the trace state", context=state_context).end()
+    spans.record_child(tracer, "recorded, inherits the trace state", state_context, 5)
+    under_state.end()
+    root.set_attribute("segment.type", "track")
+    root.end()
+
+
+def test_every_shape_encodes_as_the_sdk_encodes_it(caplog: pytest.LogCaptureFixture) -> None:
+    tracer, exporter = _recording()
+    _shapes(tracer)
+    finished = list(exporter.get_finished_spans())
+    assert len(finished) == 13 and all(type(span) is LeanSpan for span in finished)
+    plain = {span.name for span in finished if span._plain}  # type: ignore[attr-defined]
+    assert plain == {
+        "root",
+        "plain child",
+        "recorded child",
+        "a child named at length " + "x" * 120,
+        "a recorded child named at length " + "y" * 120,
+    }
+    assert ExportTraceServiceRequest.FromString(encode_spans(finished)) == sdk_encode_spans(finished)
+    for span in finished:
+        assert ExportTraceServiceRequest.FromString(encode_spans([span])) == sdk_encode_spans([span]), span.name
