@@ -287,24 +287,31 @@ def _lean_span(span: LeanSpan) -> bytes:
     trace_id = context[0]
     attributes = span._attributes
     if not attributes and layout.child_length > 0:  # the length known in advance: it goes in the first pack
+        tail = layout.pack_tail(layout.name, 0x30, 0x01, 0x39, span._start_time, 0x41, span._end_time, _LOCAL_TAIL)
         if parent is None:
-            return _ROOT_FIELD.pack(
-                0x12, layout.root_length, 0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1]
-            ) + layout.pack_tail(layout.name, 0x30, 0x01, 0x39, span._start_time, 0x41, span._end_time, _LOCAL_TAIL)
-        return _CHILD_FIELD.pack(
-            0x12,
-            layout.child_length,
-            0x0A,
-            0x10,
-            trace_id >> 64,
-            trace_id & _LOW64,
-            0x12,
-            0x08,
-            context[1],
-            0x22,
-            0x08,
-            parent[1],
-        ) + layout.pack_tail(layout.name, 0x30, 0x01, 0x39, span._start_time, 0x41, span._end_time, _LOCAL_TAIL)
+            return (
+                _ROOT_FIELD.pack(
+                    0x12, layout.root_length, 0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1]
+                )
+                + tail
+            )
+        return (
+            _CHILD_FIELD.pack(
+                0x12,
+                layout.child_length,
+                0x0A,
+                0x10,
+                trace_id >> 64,
+                trace_id & _LOW64,
+                0x12,
+                0x08,
+                context[1],
+                0x22,
+                0x08,
+                parent[1],
+            )
+            + tail
+        )
     if parent is None:
         ids = _IDS.pack(0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1])
     else:
@@ -317,8 +324,7 @@ def _lean_span(span: LeanSpan) -> bytes:
         + (_attributes(b"\x4a", attributes) if attributes else b"")
         + _LOCAL_TAIL
     )
-    length = len(body)
-    return b"\x12" + (_SHORT_VARINTS[length] if length < 128 else _varint(length)) + body
+    return _field(b"\x12", body)
 
 
 class _Layout:
