@@ -36,7 +36,7 @@ from intercom_sidecar.telemetry import spans as span_names
 from intercom_sidecar.telemetry.tracer import UNSET_STATUS as _UNSET
 from intercom_sidecar.telemetry.tracer import LeanSpan
 
-__all__ = ["EncodedSpan", "encode_request", "encode_span", "encode_spans"]
+__all__ = ["EncodedSpan", "encode_plain_child", "encode_request", "encode_span", "encode_spans"]
 
 _log = logging.getLogger(__name__)
 
@@ -287,31 +287,12 @@ def _lean_span(span: LeanSpan) -> bytes:
     trace_id = context[0]
     attributes = span._attributes
     if not attributes and layout.child_length > 0:  # the length known in advance: it goes in the first pack
-        tail = layout.pack_tail(layout.name, 0x30, 0x01, 0x39, span._start_time, 0x41, span._end_time, _LOCAL_TAIL)
-        if parent is None:
-            return (
-                _ROOT_FIELD.pack(
-                    0x12, layout.root_length, 0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1]
-                )
-                + tail
-            )
-        return (
-            _CHILD_FIELD.pack(
-                0x12,
-                layout.child_length,
-                0x0A,
-                0x10,
-                trace_id >> 64,
-                trace_id & _LOW64,
-                0x12,
-                0x08,
-                context[1],
-                0x22,
-                0x08,
-                parent[1],
-            )
-            + tail
-        )
+        if parent is not None:
+            times = span._start_time, span._end_time  # both set on every ended span
+            return _plain_child(layout, trace_id, context[1], parent[1], *times)  # type: ignore[arg-type]
+        return _ROOT_FIELD.pack(
+            0x12, layout.root_length, 0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1]
+        ) + layout.pack_tail(layout.name, 0x30, 0x01, 0x39, span._start_time, 0x41, span._end_time, _LOCAL_TAIL)
     if parent is None:
         ids = _IDS.pack(0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1])
     else:
@@ -325,6 +306,36 @@ def _lean_span(span: LeanSpan) -> bytes:
         + _LOCAL_TAIL
     )
     return _field(b"\x12", body)
+
+
+def encode_plain_child(
+    name: str, trace_id: int, span_id: int, parent_span_id: int, start: int, end: int
+) -> bytes | None:
+    """The Span message of a child of the common shape (`LeanSpan._plain`) without attributes, from its fields
+    (`QueueSpanProcessor.take_plain_child`); None when its name is too long for one length byte."""
+    layout = _layouts.get(name)
+    if layout is None:
+        layout = _layout(name)
+    if layout.child_length < 0:
+        return None
+    return _plain_child(layout, trace_id, span_id, parent_span_id, start, end)
+
+
+def _plain_child(layout: _Layout, trace_id: int, span_id: int, parent_span_id: int, start: int, end: int) -> bytes:
+    return _CHILD_FIELD.pack(
+        0x12,
+        layout.child_length,
+        0x0A,
+        0x10,
+        trace_id >> 64,
+        trace_id & _LOW64,
+        0x12,
+        0x08,
+        span_id,
+        0x22,
+        0x08,
+        parent_span_id,
+    ) + layout.pack_tail(layout.name, 0x30, 0x01, 0x39, start, 0x41, end, _LOCAL_TAIL)
 
 
 class _Layout:

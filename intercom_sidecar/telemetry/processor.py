@@ -28,11 +28,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import TraceFlags
 
-from intercom_sidecar.telemetry.otlp import EncodedSpan, encode_span
+from intercom_sidecar.telemetry.otlp import EncodedSpan, encode_plain_child, encode_span
 
 __all__ = ["EncodedSpanExporter", "QueueSpanProcessor"]
 
@@ -114,6 +116,34 @@ class QueueSpanProcessor(SpanProcessor):
             queue.append(encoded)
         if len(queue) == self._max_batch:  # spans come one at a time: the queue passes here on its way up
             self._wake.set()
+
+    def take_plain_child(
+        self,
+        resource: Resource,
+        scope: InstrumentationScope,
+        name: str,
+        trace_id: int,
+        span_id: int,
+        parent_span_id: int,
+        start: int,
+        end: int,
+    ) -> bool:
+        """`on_end` of a sampled child of the common shape, given its fields (`LeanTracer.record_child`): queued
+        encoded, without a span object. False, and nothing done, when spans are not encoded here or its name is
+        too long for the shortcut."""
+        if self._encode is None:
+            return False
+        queue = self._queue
+        if len(queue) >= self._max_queue_size or self._shutdown:
+            self.dropped_spans += 1
+            return True
+        encoded = encode_plain_child(name, trace_id, span_id, parent_span_id, start, end)
+        if encoded is None:
+            return False
+        queue.append((resource, scope, encoded))
+        if len(queue) == self._max_batch:
+            self._wake.set()
+        return True
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export everything queued now; False when the deadline passed first (or after shutdown)."""

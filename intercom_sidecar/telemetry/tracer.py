@@ -297,17 +297,25 @@ class LeanTracer(trace_api.Tracer):
         parent = parent_span._context
         if not parent[3] & _SAMPLED:  # parent-based: not sampled, so nothing to record
             return
+        hooks = self._provider._hooks
+        span_id = draw(64) or self._ids.generate_span_id()
+        if (
+            hooks.plain_child is not None
+            and parent[4] is _DEFAULT_TRACE_STATE
+            and hooks.plain_child(
+                self._resource, self._scope, name, parent[0], span_id, parent[1], start_time, time_ns()
+            )
+        ):  # the only processor took it as it would take the span, without a span object made for it
+            return
         span = _new_object(LeanSpan)
         span._name = name
-        span._context = _new_tuple(
-            SpanContext, (parent[0], draw(64) or self._ids.generate_span_id(), False, *parent[3:])
-        )
+        span._context = _new_tuple(SpanContext, (parent[0], span_id, False, *parent[3:]))
         span._parent = parent
         span._resource = self._resource
         span._instrumentation_scope = self._scope
         span._limits = self._limits
         span._room = self._plain_room
-        span._hooks = hooks = self._provider._hooks
+        span._hooks = hooks
         if parent[4] is not _DEFAULT_TRACE_STATE:
             span._plain = False
         span._attributes = {}
@@ -344,7 +352,7 @@ class LeanTracer(trace_api.Tracer):
 class _Hooks:
     """The span processors' hooks, each only where a processor implements it (SpanProcessor's are no-ops)."""
 
-    __slots__ = ("ended", "ending", "starting")
+    __slots__ = ("ended", "ending", "plain_child", "starting")
 
     def __init__(self, processors: Sequence[SpanProcessor]) -> None:
         base = SpanProcessor
@@ -359,6 +367,18 @@ class _Hooks:
         self.ended: tuple[Callable[[LeanSpan], None], ...] = tuple(
             processor.on_end for processor in processors if type(processor).on_end is not base.on_end
         )
+        self.plain_child: PlainChild | None = None
+        """With one processor, which only needs on_end and can take a plain child's fields instead of the span
+        (`QueueSpanProcessor` encoding for OTLP): that; `record_child` then makes no span object."""
+        only = processors[0] if len(processors) == 1 else None
+        if not self.starting and not self.ending and only is not None:
+            self.plain_child = getattr(only, "take_plain_child", None)
+
+
+PlainChild = Callable[[Resource, InstrumentationScope, str, int, int, int, int, int], bool]
+"""`take_plain_child(resource, scope, name, trace_id, span_id, parent_span_id, start, end)`: a finished child of
+the common shape (internal, sampled, the default trace state, a local parent, nothing but a name and times), as
+`on_end` would take it; False when it cannot (the caller then makes the span)."""
 
 
 class _CurrentSpan:

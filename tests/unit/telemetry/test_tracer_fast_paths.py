@@ -3,12 +3,14 @@ spans, `record_child`, and the encoder's plain shape. Each gives what the long w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import (
     NonRecordingSpan,
@@ -23,7 +25,8 @@ from opentelemetry.trace import (
 )
 
 from intercom_sidecar.telemetry import spans
-from intercom_sidecar.telemetry.otlp import encode_spans
+from intercom_sidecar.telemetry.otlp import EncodedSpan, encode_request, encode_spans
+from intercom_sidecar.telemetry.processor import QueueSpanProcessor
 from intercom_sidecar.telemetry.tracer import LeanSpan, LeanTracerProvider
 
 TRACE_STATE = TraceState([("vendor", "value")])
@@ -151,3 +154,58 @@ def test_every_shape_encodes_as_the_sdk_encodes_it(caplog: pytest.LogCaptureFixt
     assert ExportTraceServiceRequest.FromString(encode_spans(finished)) == sdk_encode_spans(finished)
     for span in finished:
         assert ExportTraceServiceRequest.FromString(encode_spans([span])) == sdk_encode_spans([span]), span.name
+
+
+class _Requests:
+    """An exporter of spans already encoded, as the sidecar's OTLP exporters are: keeps each request."""
+
+    def __init__(self) -> None:
+        self.requests: list[bytes] = []
+
+    def export(self, spans: object) -> SpanExportResult:
+        raise AssertionError("spans should arrive encoded")
+
+    def export_encoded(self, spans: Sequence[EncodedSpan]) -> SpanExportResult:
+        self.requests.append(encode_request(spans))
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("name", ["intercom_sidecar.validate", "a recorded child named at length " + "y" * 120])
+def test_a_recorded_child_the_processor_takes_without_a_span_is_the_span_it_would_have_taken(name: str) -> None:
+    """With the sidecar's processor alone, `record_child` hands it the child's fields, not a span object (for
+    names too long for that, the span): the request is the one the span would have made."""
+    exporter = _Requests()
+    processor = QueueSpanProcessor(exporter, schedule_delay_millis=3_600_000)  # type: ignore[arg-type]
+    provider = LeanTracerProvider(resource=Resource.create({"service.name": "test"}), shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    assert provider._hooks.plain_child == processor.take_plain_child  # the shortcut is on
+    tracer = provider.get_tracer("intercom_sidecar", "1.0")
+    event = tracer.start_span("intercom_sidecar.event")
+    event_context = set_span_in_context(event)
+    spans.record_child(tracer, name, event_context, 1_000)
+    tracer.start_span(name, event_context, start_time=1_000).end()
+    assert processor.force_flush()
+    (request,) = exporter.requests
+    recorded, started = ExportTraceServiceRequest.FromString(request).resource_spans[0].scope_spans[0].spans
+    assert recorded.span_id != started.span_id and recorded.end_time_unix_nano >= 1_000
+    assert recorded.parent_span_id == event.get_span_context().span_id.to_bytes(8, "big")
+    for span in (recorded, started):
+        span.span_id = b""
+        span.end_time_unix_nano = 0
+    assert recorded == started
+    processor.shutdown()
+
+
+def test_a_recorded_child_counts_as_dropped_when_the_queue_is_full() -> None:
+    processor = QueueSpanProcessor(_Requests(), max_queue_size=1, schedule_delay_millis=3_600_000)  # type: ignore[arg-type]
+    provider = LeanTracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("intercom_sidecar")
+    event_context = set_span_in_context(tracer.start_span("intercom_sidecar.event"))
+    spans.record_child(tracer, "first", event_context, 1_000)
+    spans.record_child(tracer, "second", event_context, 1_000)
+    assert (processor.queued, processor.dropped_spans) == (1, 1)
+    processor.shutdown()
