@@ -83,14 +83,8 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _length_prefixed(payload: bytes) -> bytes:
-    length = len(payload)
-    return (_SHORT_VARINTS[length] if length < 128 else _varint(length)) + payload
-
-
 def _field(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited field: tag, length, payload (`_length_prefixed` written out: it runs for every
-    field of every span)."""
+    """A length-delimited field: tag, length, payload."""
     length = len(payload)
     return tag + (_SHORT_VARINTS[length] if length < 128 else _varint(length)) + payload
 
@@ -116,8 +110,6 @@ _REPEATING_KEYS = frozenset(
         span_names.ATTR_ERROR_TYPE,
     }
 )
-_pairs: dict[str, dict[str, bytes]] = {key: {} for key in _REPEATING_KEYS}
-"""Per key whose values repeat from span to span: per value, the whole KeyValue (its length included)."""
 _name_cache: dict[str, bytes] = {}
 
 
@@ -179,48 +171,68 @@ def _any_value_slow(value: Any) -> bytes:
 
 
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
-    """Repeated KeyValue under `tag`; an attribute that cannot be encoded is left out, as the SDK encoder does."""
+    """Repeated KeyValue under `tag`; an attribute that cannot be encoded is left out, as the SDK encoder does.
+
+    A string value (the common case) is its field's head, cached per tag, key and length, then its bytes; the
+    whole field is cached for the keys whose values repeat from span to span."""
     if not attributes:
         return b""
+    caches = _string_fields.get(tag)
+    if caches is None:
+        caches = _string_fields[tag] = ({key: {} for key in _REPEATING_KEYS}, {})
+    whole, heads = caches
     parts: list[bytes] = []
     for key, value in attributes.items():
-        if type(value) is str:  # the common case, inline: tag, KeyValue(key, AnyValue(string_value))
-            known = _pairs.get(key)
-            if known is not None:
-                pair = known.get(value)
-                if pair is not None:
-                    parts += (tag, pair)
-                    continue
-            key_field = _key_cache.get(key) or _key(key)
-            try:
-                encoded = value.encode()
-            except UnicodeEncodeError:
-                encoded = _text(value)
-            length = len(encoded)
-            if length < 124 and len(key_field) < 124 - length:
-                pair = b"".join(
-                    (
-                        _SHORT_VARINTS[len(key_field) + length + 4],
-                        key_field,
-                        b"\x12",
-                        _SHORT_VARINTS[length + 2],
-                        b"\x0a",
-                        _SHORT_VARINTS[length],
-                        encoded,
-                    )
-                )
-            else:
-                pair = _length_prefixed(key_field + _field(b"\x12", _field(b"\x0a", encoded)))
-            if known is not None and len(known) < _CACHE_LIMIT:
-                known[value] = pair
-            parts += (tag, pair)
+        if type(value) is not str:
+            field = _other_attribute(tag, key, value)
+            if field:
+                parts.append(field)
             continue
-        key_field = _key_cache.get(key) or _key(key)
+        known = whole.get(key)
+        if known is not None:
+            cached = known.get(value)
+            if cached is not None:
+                parts.append(cached)
+                continue
         try:
-            parts.append(_field(tag, key_field + _field(b"\x12", _any_value(value))))
-        except (TypeError, ValueError) as error:
-            _log.warning("Span attribute `%s` left out of the export: %s.", key, error)
+            encoded = value.encode()
+        except UnicodeEncodeError:
+            encoded = _text(value)
+        by_length = heads.get(key)
+        if by_length is None:
+            by_length = heads[key] = {}
+        head = by_length.get(len(encoded))
+        if head is None:
+            head = _string_head(tag, key, len(encoded))
+            if len(by_length) < _CACHE_LIMIT:
+                by_length[len(encoded)] = head
+        field = head + encoded
+        if known is not None and len(known) < _CACHE_LIMIT:
+            known[value] = field
+        parts.append(field)
     return b"".join(parts)
+
+
+_string_fields: dict[bytes, tuple[dict[str, dict[str, bytes]], dict[str, dict[int, bytes]]]] = {}
+"""Per tag: per key whose values repeat, per value, the whole field; per key, per length of a string value, the
+field's head (everything before the value's bytes)."""
+
+
+def _string_head(tag: bytes, key: str, length: int) -> bytes:
+    """tag, KeyValue length, key, AnyValue tag and length, string_value tag and length: all but the value."""
+    value_field = b"\x0a" + _varint(length)  # AnyValue.string_value, the bytes to follow
+    any_value = b"\x12" + _varint(len(value_field) + length)  # KeyValue.value
+    key_value = _key(key) + any_value + value_field
+    return tag + _varint(len(key_value) + length) + key_value
+
+
+def _other_attribute(tag: bytes, key: str, value: Any) -> bytes:
+    """A KeyValue whose value is not a str; empty (and logged) when it cannot be encoded."""
+    try:
+        return _field(tag, (_key_cache.get(key) or _key(key)) + _field(b"\x12", _any_value(value)))
+    except (TypeError, ValueError) as error:
+        _log.warning("Span attribute `%s` left out of the export: %s.", key, error)
+        return b""
 
 
 def _dropped(tag: int, count: int) -> bytes:
