@@ -13,6 +13,8 @@ from collections import Counter
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import grpc
+
 from benchmarks.events import user_id
 from benchmarks.processes import Commands, quiet_logging, serve_commands
 from intercom_sidecar.app import App
@@ -29,6 +31,9 @@ from intercom_sidecar.fake import FakeIntercom
 from intercom_sidecar.http_server import HttpServer, Request, Response
 from intercom_sidecar.runtime import tune_garbage_collector
 from intercom_sidecar.telemetry.setup import make_tracer_provider
+
+Otlp = tuple[str, str]
+"""Where a traced sidecar exports its spans: endpoint, and protocol (`grpc`, OTLP's default, or `http/protobuf`)."""
 
 __all__ = ["SPOOL_MAX_EVENTS", "run_fake", "run_sidecar", "sidecar_config"]
 
@@ -57,19 +62,21 @@ def sidecar_config(fake_url: str, token: str, spool_dir: Path | None = None) -> 
     )
 
 
-async def _serve_sidecar(conn: Connection, fake_url: str, token: str, profile: bool, otlp_endpoint: str | None) -> None:
+async def _serve_sidecar(conn: Connection, fake_url: str, token: str, profile: bool, otlp: Otlp | None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-spool-") as spool_dir:
-        await _serve_app(conn, sidecar_config(fake_url, token, Path(spool_dir)), profile, otlp_endpoint)
+        await _serve_app(conn, sidecar_config(fake_url, token, Path(spool_dir)), profile, otlp)
 
 
-async def _serve_app(conn: Connection, config: Config, profile: bool, otlp_endpoint: str | None = None) -> None:
-    # Traced: configured as a user would (OTEL_EXPORTER_OTLP_ENDPOINT, OTLP over HTTP): every span recorded,
-    # batched, encoded and sent by the SDK's exporter to a sink that answers 200 (in the fake Intercom's process).
-    if otlp_endpoint is not None:
-        os.environ.update(
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
-        )
-    app = App(config, tracer_provider=make_tracer_provider(os.environ if otlp_endpoint else {}))
+async def _serve_app(conn: Connection, config: Config, profile: bool, otlp: Otlp | None = None) -> None:
+    # Traced: configured as a user would (OTEL_EXPORTER_OTLP_ENDPOINT, and OTEL_EXPORTER_OTLP_PROTOCOL unless it is
+    # the default, gRPC): every span recorded, batched, encoded and sent by the exporter to a sink that keeps
+    # nothing (in the fake Intercom's process).
+    if otlp is not None:
+        endpoint, protocol = otlp
+        os.environ.update({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_INSECURE": "true"})
+        if protocol != "grpc":
+            os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
+    app = App(config, tracer_provider=make_tracer_provider(os.environ if otlp else {}))
     await app.start()
     tune_garbage_collector()  # as `intercom-sidecar serve` does
     profiler = cProfile.Profile() if profile else None
@@ -101,13 +108,11 @@ def _top(profiler: cProfile.Profile, lines: int = 25) -> str:
     return out.getvalue()
 
 
-def run_sidecar(
-    conn: Connection, fake_url: str, token: str, profile: bool = False, otlp_endpoint: str | None = None
-) -> None:
-    """Process entry point: the sidecar (`App`) delivering to the fake at `fake_url`; with `otlp_endpoint`, its
-    spans are exported there."""
+def run_sidecar(conn: Connection, fake_url: str, token: str, profile: bool = False, otlp: Otlp | None = None) -> None:
+    """Process entry point: the sidecar (`App`) delivering to the fake at `fake_url`; with `otlp` (endpoint,
+    protocol: `grpc` or `http/protobuf`), its spans are exported there."""
     quiet_logging()
-    asyncio.run(_serve_sidecar(conn, fake_url, token, profile, otlp_endpoint))
+    asyncio.run(_serve_sidecar(conn, fake_url, token, profile, otlp))
 
 
 async def _serve_fake(conn: Connection, users: int) -> None:
@@ -117,6 +122,10 @@ async def _serve_fake(conn: Connection, users: int) -> None:
     url = await fake.start("127.0.0.1", 0)
     sink = HttpServer(_accept_telemetry)  # where traced sidecars export their spans (OTLP over HTTP)
     sink_host, sink_port = await sink.start("127.0.0.1", 0)
+    grpc_sink = grpc.aio.server()  # the same over gRPC, OTLP's default protocol (spans, and metrics once a minute)
+    grpc_sink.add_generic_rpc_handlers([_otlp_grpc_handler(service) for service in _OTLP_GRPC_SERVICES])
+    grpc_port = grpc_sink.add_insecure_port("127.0.0.1:0")
+    await grpc_sink.start()
 
     async def reset_ledger() -> None:
         fake.ledger.reset()
@@ -136,6 +145,7 @@ async def _serve_fake(conn: Connection, users: int) -> None:
 
     async def stop() -> None:
         await sink.stop()
+        await grpc_sink.stop(None)
         await fake.stop()
 
     commands: Commands = {
@@ -145,13 +155,34 @@ async def _serve_fake(conn: Connection, users: int) -> None:
         "set_rate_limit": set_rate_limit,
         "stop": stop,
     }
-    ready = {"url": url, "token": fake.token, "otlp_endpoint": f"http://{sink_host}:{sink_port}"}
+    ready = {
+        "url": url,
+        "token": fake.token,
+        "otlp_http_endpoint": f"http://{sink_host}:{sink_port}",
+        "otlp_grpc_endpoint": f"http://127.0.0.1:{grpc_port}",
+    }
     await serve_commands(conn, ready, commands)
 
 
 async def _accept_telemetry(request: Request) -> Response:
     """An OTLP/HTTP receiver that keeps nothing: `200` with an empty export response."""
     return Response(200, b"", [("content-type", "application/x-protobuf")])
+
+
+_OTLP_GRPC_SERVICES = (
+    "opentelemetry.proto.collector.trace.v1.TraceService",
+    "opentelemetry.proto.collector.metrics.v1.MetricsService",
+)
+
+
+def _otlp_grpc_handler(service: str) -> grpc.GenericRpcHandler[bytes, bytes]:
+    """An OTLP/gRPC receiver that keeps nothing: `Export` answered with an empty response, bytes never parsed."""
+
+    async def export(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return b""
+
+    method = grpc.unary_unary_rpc_method_handler(export, request_deserializer=None, response_serializer=None)
+    return grpc.method_handlers_generic_handler(service, {"Export": method})
 
 
 def run_fake(conn: Connection, users: int) -> None:

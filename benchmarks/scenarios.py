@@ -4,8 +4,9 @@ live for the whole benchmark. Targets alternate within each repeat, so drift on 
 Targets: `ceiling` (bare grpc.aio servicer), `sidecar` (the real thing, delivering to the fake while it takes
 events), and `sidecar-held`: the same sidecar while the fake holds every answer for a minute, so its workers
 sit waiting and the event loop does intake only. The gap between the two sidecar columns is what delivery costs
-the intake path. `sidecar-held-traced` is that sidecar configured to export every span by OTLP over HTTP
-(`OTEL_EXPORTER_OTLP_ENDPOINT`) to a sink in the fake's process: recording, batching, encoding and sending.
+the intake path. `sidecar-held-traced` is that sidecar configured to export every span by OTLP
+(`OTEL_EXPORTER_OTLP_ENDPOINT`, the default protocol: gRPC) to a sink in the fake's process: recording, batching,
+encoding and sending; for `Send`, `sidecar-held-traced-http` does the same over OTLP/HTTP.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "EMPTY_SPOOL",
     "HELD",
     "HELD_TRACED",
+    "HELD_TRACED_HTTP",
     "INTERCOM_PACE",
     "SIDECAR",
     "TARGET_LABELS",
@@ -50,6 +52,7 @@ CEILING = "ceiling"
 SIDECAR = "sidecar"
 HELD = "sidecar-held"
 HELD_TRACED = "sidecar-held-traced"
+HELD_TRACED_HTTP = "sidecar-held-traced-http"
 INTERCOM_PACE = "sidecar-intercom-pace"
 EMPTY_SPOOL = "sidecar-empty-spool"
 BACKLOG = "sidecar-backlog"
@@ -60,9 +63,15 @@ TARGET_LABELS = {
     SIDECAR: "sidecar, Intercom answering at once",
     HELD: "sidecar, delivery held",
     HELD_TRACED: "same, every span exported",
+    HELD_TRACED_HTTP: "same, over OTLP/HTTP",
     INTERCOM_PACE: "sidecar, delivering at Intercom's pace",
     **TRANSPORT_LABELS,
 }
+_OTLP_SINKS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
+    HELD_TRACED: lambda info: (info["otlp_grpc_endpoint"], "grpc"),
+    HELD_TRACED_HTTP: lambda info: (info["otlp_http_endpoint"], "http/protobuf"),
+}
+"""The traced targets' exports: to the fake's sinks, over OTLP's default protocol (gRPC) and over HTTP."""
 _HOLD_SECONDS = 60.0
 _INTERCOM_CALLS_PER_WINDOW = 1_666
 """Intercom's default rate limit: 10,000 calls a minute per app, counted in 10-second windows."""
@@ -126,7 +135,7 @@ class Bench:
             child = Child(CEILING, run_ceiling)
         else:
             self.fake.call("reset_ledger")
-            held = kind in (HELD, HELD_TRACED)
+            held = kind in (HELD, HELD_TRACED, HELD_TRACED_HTTP)
             self.fake.call("set_latency", _HOLD_SECONDS if held else 0.0)
             if kind == INTERCOM_PACE:  # what production looks like: every call answered, at Intercom's limit
                 self.fake.call("set_latency", _INTERCOM_LATENCY_SECONDS)
@@ -137,13 +146,13 @@ class Bench:
                 self.fake.info["url"],
                 self.fake.info["token"],
                 self.profile,
-                self.fake.info["otlp_endpoint"] if kind == HELD_TRACED else None,
+                _OTLP_SINKS[kind](self.fake.info) if kind in _OTLP_SINKS else None,
             )
         try:
             yield child
         finally:
             profile = child.close()
-            if kind in (HELD, HELD_TRACED, INTERCOM_PACE):
+            if kind in (HELD, HELD_TRACED, HELD_TRACED_HTTP, INTERCOM_PACE):
                 self.fake.call("set_latency", 0.0)
             if kind == INTERCOM_PACE:
                 self.fake.call("set_rate_limit", None)
@@ -358,7 +367,7 @@ def scenarios(settings: Settings) -> list[Scenario]:
             "send",
             f"Send, up to {s.send_events:,} events in batches of {s.send_batch}, {s.send_in_flight} calls in flight "
             f"({capped})",
-            (CEILING, SIDECAR, INTERCOM_PACE, HELD, HELD_TRACED),
+            (CEILING, SIDECAR, INTERCOM_PACE, HELD, HELD_TRACED, HELD_TRACED_HTTP),
             send_run,
             throughput,
             ratio=True,
