@@ -51,7 +51,7 @@ from intercom_sidecar.delivery.spooler import Spooler
 from intercom_sidecar.intake import Intake
 from intercom_sidecar.runtime import tune_garbage_collector
 from intercom_sidecar.server.servicer import EventServicer
-from intercom_sidecar.telemetry.otlp import EncodedSpan, encode_request
+from intercom_sidecar.telemetry.otlp import EncodedSpan, Home, encode_request
 from intercom_sidecar.telemetry.processor import QueueSpanProcessor
 from intercom_sidecar.telemetry.tracer import LeanTracerProvider
 
@@ -77,8 +77,8 @@ class _DropEncoded:
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         raise AssertionError("spans are encoded as they end")
 
-    def export_encoded(self, spans: Sequence[EncodedSpan]) -> SpanExportResult:
-        encode_request(spans)
+    def export_encoded(self, spans: Sequence[EncodedSpan | bytes], home: Home | None = None) -> SpanExportResult:
+        encode_request(spans, home)
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:

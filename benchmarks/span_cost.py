@@ -60,8 +60,10 @@ class _Encode(SpanExporter):
         otlp.encode_spans(spans)
         return SpanExportResult.SUCCESS
 
-    def export_encoded(self, spans: Sequence[otlp.EncodedSpan]) -> SpanExportResult:
-        otlp.encode_request(spans)
+    def export_encoded(
+        self, spans: Sequence[otlp.EncodedSpan | bytes], home: otlp.Home | None = None
+    ) -> SpanExportResult:
+        otlp.encode_request(spans, home)
         return SpanExportResult.SUCCESS
 
 

@@ -42,7 +42,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 
-from intercom_sidecar.telemetry.otlp import EncodedSpan, encode_request, encode_spans
+from intercom_sidecar.telemetry.otlp import EncodedSpan, Home, encode_request, encode_spans
 
 __all__ = ["GrpcSpanExporter", "HttpSpanExporter"]
 
@@ -60,16 +60,21 @@ class GrpcSpanExporter(SdkGrpcSpanExporter):
 
     def _translate_data(self, data: Sequence[ReadableSpan]) -> bytes:  # type: ignore[override]
         if isinstance(data, _EncodedBatch):
-            return encode_request(data)
+            return encode_request(data, data.home)
         return encode_spans(data)
 
-    def export_encoded(self, spans: Sequence[EncodedSpan]) -> SpanExportResult:
-        """`export` of spans `otlp.encode_span` encoded (the SDK's export path: retries, metrics, shutdown)."""
-        return self.export(_EncodedBatch(spans))  # type: ignore[arg-type]
+    def export_encoded(self, spans: Sequence[EncodedSpan | bytes], home: Home | None = None) -> SpanExportResult:
+        """`export` of spans already encoded (`otlp.encode_request`), by the SDK's export path: retries, metrics,
+        shutdown."""
+        return self.export(_EncodedBatch(spans, home))  # type: ignore[arg-type]
 
 
-class _EncodedBatch(list[EncodedSpan]):
+class _EncodedBatch(list[EncodedSpan | bytes]):
     """Encoded spans going through the SDK exporter's `export`, which counts them and has them translated."""
+
+    def __init__(self, spans: Sequence[EncodedSpan | bytes], home: Home | None) -> None:
+        super().__init__(spans)
+        self.home = home
 
 
 class _BytesStub:
@@ -93,9 +98,9 @@ class HttpSpanExporter(SdkHttpSpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return self._send(spans, encode_spans)
 
-    def export_encoded(self, spans: Sequence[EncodedSpan]) -> SpanExportResult:
-        """`export` of spans `otlp.encode_span` encoded."""
-        return self._send(spans, encode_request)
+    def export_encoded(self, spans: Sequence[EncodedSpan | bytes], home: Home | None = None) -> SpanExportResult:
+        """`export` of spans already encoded (`otlp.encode_request`)."""
+        return self._send(spans, lambda encoded: encode_request(encoded, home))
 
     def _send(self, spans: Sequence[Any], encode: Callable[[Any], bytes]) -> SpanExportResult:
         if self._shutdown:

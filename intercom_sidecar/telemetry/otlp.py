@@ -36,7 +36,15 @@ from intercom_sidecar.telemetry import spans as span_names
 from intercom_sidecar.telemetry.tracer import UNSET_STATUS as _UNSET
 from intercom_sidecar.telemetry.tracer import LeanSpan
 
-__all__ = ["EncodedSpan", "encode_plain_child", "encode_request", "encode_span", "encode_spans"]
+__all__ = [
+    "EncodedSpan",
+    "Home",
+    "encode_plain_child",
+    "encode_request",
+    "encode_span",
+    "encode_span_message",
+    "encode_spans",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -66,6 +74,7 @@ _KIND = {
     SpanKind.CONSUMER: b"\x30\x05",
 }
 _SHORT_VARINTS = [bytes((number,)) for number in range(128)]
+_TWO_BYTES = struct.Struct("BB").pack
 _LOCAL_TAIL = b"\x7a\x00" + _FLAGS.pack(0x85, 0x01, _SPAN_FLAGS_HAS_IS_REMOTE)
 """Status unset, then the flags of a span whose parent is local (or that has none)."""
 
@@ -74,6 +83,8 @@ def _varint(value: int) -> bytes:
     """Unsigned LEB128 (negative int64 values as their 64-bit two's complement, as protobuf writes them)."""
     if 0 <= value < 128:
         return _SHORT_VARINTS[value]
+    if 0 < value < 16384:  # two bytes: most span lengths
+        return _TWO_BYTES(value & 0x7F | 0x80, value >> 7)
     value &= 0xFFFFFFFFFFFFFFFF
     out = bytearray()
     while value >= 0x80:
@@ -305,19 +316,22 @@ def _lean_span(span: LeanSpan) -> bytes:
         return _ROOT_FIELD.pack(
             0x12, layout.root_length, 0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1]
         ) + layout.pack_tail(layout.name, 0x30, 0x01, 0x39, span._start_time, 0x41, span._end_time, _LOCAL_TAIL)
+    encoded_attributes = _attributes(b"\x4a", attributes) if attributes else b""
+    name_to_end = layout.pack(layout.name, 0x30, 0x01, 0x39, span._start_time, 0x41, span._end_time)
     if parent is None:
+        length = _IDS.size + len(name_to_end) + len(encoded_attributes) + len(_LOCAL_TAIL)
+        if 128 <= length < 16384:  # the usual length of a span with attributes: two bytes, packed with the ids
+            head = _ROOT_FIELD_2.pack(
+                0x12, length & 0x7F | 0x80, length >> 7, 0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08,
+                context[1],
+            )  # fmt: skip
+            return b"".join((head, name_to_end, encoded_attributes, _LOCAL_TAIL))
         ids = _IDS.pack(0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1])
     else:
         ids = _IDS_PARENT.pack(
             0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1], 0x22, 0x08, parent[1]
         )
-    body = (
-        ids
-        + layout.pack(layout.name, 0x30, 0x01, 0x39, span._start_time, 0x41, span._end_time)
-        + (_attributes(b"\x4a", attributes) if attributes else b"")
-        + _LOCAL_TAIL
-    )
-    return _field(b"\x12", body)
+    return _field(b"\x12", b"".join((ids, name_to_end, encoded_attributes, _LOCAL_TAIL)))
 
 
 def encode_plain_child(
@@ -367,6 +381,8 @@ class _Layout:
 
 _ROOT_FIELD = struct.Struct(">BB" + _IDS.format.lstrip(">"))
 """Span field 2's tag and length (< 128: one byte), then _IDS."""
+_ROOT_FIELD_2 = struct.Struct(">BBB" + _IDS.format.lstrip(">"))
+"""Span field 2's tag and a two-byte length (128 to 16383), then _IDS."""
 _CHILD_FIELD = struct.Struct(">BB" + _IDS_PARENT.format.lstrip(">"))
 _layouts: dict[str, _Layout] = {}
 
@@ -482,16 +498,27 @@ _encoded = _Encoded()
 
 EncodedSpan = tuple[Resource, InstrumentationScope | None, bytes]
 """A finished span as `encode_span` gives it: its resource, its scope and its own Span message."""
+Home = tuple[Resource, InstrumentationScope | None]
+"""The resource and scope of the spans `encode_request` is given as bytes alone."""
 
 
 def encode_span(span: ReadableSpan) -> EncodedSpan | None:
     """One span encoded on its own, to be put in a request later by `encode_request` (a span processor can
     encode each span as it ends, and hand its exporter bytes). None, logged, when the span cannot be encoded."""
+    message = encode_span_message(span)
+    if message is None:
+        return None
+    if type(span) is LeanSpan:
+        return span._resource, span._instrumentation_scope or None, message
+    return span.resource, span.instrumentation_scope or None, message
+
+
+def encode_span_message(span: ReadableSpan) -> bytes | None:
+    """The Span message of `span` (its field tag and length included); None, logged, when it cannot be encoded."""
     try:
         if type(span) is LeanSpan:  # the fields, without the property calls
-            encoded = _lean_span(span) if span._plain else _span(span)
-            return span._resource, span._instrumentation_scope or None, encoded
-        return span.resource, span.instrumentation_scope or None, _span(span)
+            return _lean_span(span) if span._plain else _span(span)
+        return _span(span)
     except (TypeError, ValueError, AttributeError, KeyError, struct.error) as error:
         _log.warning("Span `%s` left out of the export: %s.", getattr(span, "name", "?"), error)
         return None
@@ -504,18 +531,22 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     return encode_request([encoded for encoded in map(encode_span, spans) if encoded is not None])
 
 
-def encode_request(spans: Iterable[EncodedSpan]) -> bytes:
+def encode_request(spans: Iterable[EncodedSpan | bytes], home: Home | None = None) -> bytes:
     """The serialised `ExportTraceServiceRequest` of spans `encode_span` encoded, grouped by resource then scope
-    (in order of first appearance, as the SDK's encoder groups them)."""
+    (in order of first appearance, as the SDK's encoder groups them). A span given as bytes alone (what
+    `encode_span_message` made) belongs to `home`, its resource and scope: a processor whose spans nearly all share
+    one pair queues just their bytes."""
     groups: dict[int, tuple[Resource, dict[int, tuple[InstrumentationScope | None, list[bytes]]]]] = {}
-    for resource, scope, encoded in spans:
-        by_scope = groups.get(id(resource))
-        if by_scope is None:
-            by_scope = groups[id(resource)] = (resource, {})
-        in_scope = by_scope[1].get(id(scope))
-        if in_scope is None:
-            in_scope = by_scope[1][id(scope)] = (scope, [])
-        in_scope[1].append(encoded)
+    home_spans: list[bytes] | None = None
+    for item in spans:
+        if isinstance(item, bytes):
+            if home_spans is None:
+                if home is None:
+                    raise ValueError("a span given as bytes alone, without its resource and scope")
+                home_spans = _group(groups, home[0], home[1] or None)
+            home_spans.append(item)
+        else:
+            _group(groups, item[0], item[1]).append(item[2])
     out = []
     for resource, scopes in groups.values():
         parts = [_encoded.resource(resource)]
@@ -526,3 +557,18 @@ def encode_request(spans: Iterable[EncodedSpan]) -> bytes:
             parts.append(_field(b"\x1a", _text(resource.schema_url)))
         out.append(_field(b"\x0a", b"".join(parts)))
     return b"".join(out)
+
+
+def _group(
+    groups: dict[int, tuple[Resource, dict[int, tuple[InstrumentationScope | None, list[bytes]]]]],
+    resource: Resource,
+    scope: InstrumentationScope | None,
+) -> list[bytes]:
+    """The list the spans of `resource` and `scope` go in (new groups go last: the order of first appearance)."""
+    by_scope = groups.get(id(resource))
+    if by_scope is None:
+        by_scope = groups[id(resource)] = (resource, {})
+    in_scope = by_scope[1].get(id(scope))
+    if in_scope is None:
+        in_scope = by_scope[1][id(scope)] = (scope, [])
+    return in_scope[1]

@@ -34,7 +34,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import TraceFlags
 
-from intercom_sidecar.telemetry.otlp import EncodedSpan, encode_plain_child, encode_span
+from intercom_sidecar.telemetry.otlp import EncodedSpan, Home, encode_plain_child, encode_span_message
+from intercom_sidecar.telemetry.tracer import LeanSpan
 
 __all__ = ["EncodedSpanExporter", "QueueSpanProcessor"]
 
@@ -44,15 +45,17 @@ _DEFAULT_MAX_QUEUE_SIZE = 2048
 _DEFAULT_MAX_BATCH = 512
 _DEFAULT_SCHEDULE_DELAY_MILLIS = 5000.0
 _SAMPLED = int(TraceFlags.SAMPLED)
+_NO_HOME = object()
 _SHUTDOWN_TIMEOUT_MILLIS = 5000.0
 """At shutdown, how long queued spans may take to export (the SDK's batch processor allows 30 s)."""
 
 
 @runtime_checkable
 class EncodedSpanExporter(Protocol):
-    """An exporter that also takes spans `otlp.encode_span` already encoded."""
+    """An exporter that also takes spans already encoded: each an `otlp.EncodedSpan`, or the bytes alone of a
+    span whose resource and scope are `home` (`otlp.encode_request` puts them together)."""
 
-    def export_encoded(self, spans: Sequence[EncodedSpan]) -> SpanExportResult: ...
+    def export_encoded(self, spans: Sequence[EncodedSpan | bytes], home: Home | None = None) -> SpanExportResult: ...
 
 
 class QueueSpanProcessor(SpanProcessor):
@@ -73,12 +76,16 @@ class QueueSpanProcessor(SpanProcessor):
         delay = schedule_delay_millis or _positive(env, "OTEL_BSP_SCHEDULE_DELAY", _DEFAULT_SCHEDULE_DELAY_MILLIS)
         self._delay = delay / 1000
         self._queue: collections.deque[Any] = collections.deque()
-        """Finished spans, or with an `EncodedSpanExporter` what `encode_span` made of them."""
-        self._encode: Callable[[ReadableSpan], EncodedSpan | None] | None = None
-        self._export_batch: Callable[[list[Any]], SpanExportResult] = exporter.export
+        """Finished spans; with an `EncodedSpanExporter`, their Span messages: the bytes alone for a span of the
+        home resource and scope, else an `EncodedSpan`."""
+        self._encode: Callable[[ReadableSpan], bytes | None] | None = None
         if isinstance(exporter, EncodedSpanExporter):
-            self._encode = encode_span
-            self._export_batch = exporter.export_encoded
+            self._encode = encode_span_message
+        self._home_resource: object = _NO_HOME
+        self._home_scope: object = _NO_HOME
+        """The resource and scope of the first span encoded here (in the sidecar, of every span: one tracer),
+        whose spans are queued as bytes alone, without a tuple each to make, then take apart, then group."""
+        self._home_lock = threading.Lock()
         self._wake = threading.Event()
         self._export_lock = threading.Lock()
         self._shutdown = False
@@ -110,10 +117,20 @@ class QueueSpanProcessor(SpanProcessor):
         if encode is None:
             queue.append(span)
         else:
-            encoded = encode(span)  # None (logged) for a span that cannot be encoded
-            if encoded is None:
+            message = encode(span)  # None (logged) for a span that cannot be encoded
+            if message is None:
                 return
-            queue.append(encoded)
+            scope: InstrumentationScope | None
+            if type(span) is LeanSpan:
+                resource, scope = span._resource, span._instrumentation_scope
+            else:
+                resource, scope = span.resource, span.instrumentation_scope
+            if resource is self._home_resource and scope is self._home_scope:
+                queue.append(message)
+            else:
+                queue.append((resource, scope or None, message))
+                if self._home_scope is _NO_HOME:
+                    self._adopt_home(resource, scope)
         if len(queue) == self._max_batch:  # spans come one at a time: the queue passes here on its way up
             self._wake.set()
 
@@ -137,10 +154,15 @@ class QueueSpanProcessor(SpanProcessor):
         if len(queue) >= self._max_queue_size or self._shutdown:
             self.dropped_spans += 1
             return True
-        encoded = encode_plain_child(name, trace_id, span_id, parent_span_id, start, end)
-        if encoded is None:
+        message = encode_plain_child(name, trace_id, span_id, parent_span_id, start, end)
+        if message is None:
             return False
-        queue.append((resource, scope, encoded))
+        if resource is self._home_resource and scope is self._home_scope:
+            queue.append(message)
+        else:
+            queue.append((resource, scope or None, message))
+            if self._home_scope is _NO_HOME:
+                self._adopt_home(resource, scope)
         if len(queue) == self._max_batch:
             self._wake.set()
         return True
@@ -161,6 +183,20 @@ class QueueSpanProcessor(SpanProcessor):
         self._wake.set()
         self._worker.join(timeout_millis / 1000)
         self._exporter.shutdown()
+
+    def _adopt_home(self, resource: Resource, scope: InstrumentationScope | None) -> None:
+        """Make this the home pair, once. A span ending meanwhile on another thread sees the scope still unset
+        (set last), so it is queued with its pair: never as bytes that would be given the wrong one."""
+        with self._home_lock:
+            if self._home_scope is _NO_HOME:
+                self._home_resource = resource
+                self._home_scope = scope
+
+    def _home(self) -> Home | None:
+        resource, scope = self._home_resource, self._home_scope
+        if resource is _NO_HOME or scope is _NO_HOME:
+            return None
+        return resource, scope  # type: ignore[return-value]
 
     @property
     def queued(self) -> int:
@@ -190,7 +226,10 @@ class QueueSpanProcessor(SpanProcessor):
                 batch = [queue.popleft() for _ in range(min(self._max_batch, len(queue)))]
                 token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
                 try:
-                    self._export_batch(batch)
+                    if self._encode is None:
+                        self._exporter.export(batch)
+                    else:
+                        self._exporter.export_encoded(batch, self._home())  # type: ignore[attr-defined]
                 except Exception:
                     _log.exception("The span exporter failed; %d spans lost.", len(batch))
                 finally:

@@ -13,9 +13,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, TraceFlags
 
-from intercom_sidecar.telemetry.otlp import EncodedSpan, encode_request
+from intercom_sidecar.telemetry.otlp import EncodedSpan, Home, encode_request
 from intercom_sidecar.telemetry.processor import QueueSpanProcessor
 
 WAIT = 10.0  # seconds: a bound on waiting for the worker thread, never a pause
@@ -204,8 +205,8 @@ class EncodedRecorder(Recorder):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         raise AssertionError("spans should arrive encoded")
 
-    def export_encoded(self, spans: Sequence[EncodedSpan]) -> SpanExportResult:
-        self.requests.append(encode_request(spans))
+    def export_encoded(self, spans: Sequence[EncodedSpan | bytes], home: Home | None = None) -> SpanExportResult:
+        self.requests.append(encode_request(spans, home))
         self.exported.set()
         return SpanExportResult.SUCCESS
 
@@ -233,3 +234,29 @@ def test_an_exporter_of_encoded_spans_gets_each_span_encoded_as_it_ended(
     assert processor.force_flush()
     [request] = exporter.requests
     assert ExportTraceServiceRequest.FromString(request) == sdk_encode_spans(ended)
+
+
+def test_spans_of_other_resources_and_scopes_than_the_first_keep_theirs(processors: list[QueueSpanProcessor]) -> None:
+    # The first span's resource and scope become the processor's home (its spans are queued as bytes alone);
+    # every other span carries its own, and the request groups them all as the SDK encoder does.
+    exporter = EncodedRecorder()
+    processor = make(processors, exporter)
+    context = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    home, other = Resource({"service.name": "intercom-sidecar"}), Resource({"service.name": "other"})
+    scopes = [InstrumentationScope("intercom_sidecar"), InstrumentationScope("grpc", "1.0"), None]
+    ended = [
+        ReadableSpan(f"span {n}", context=context, resource=resource, instrumentation_scope=scope, start_time=n)
+        for n, (resource, scope) in enumerate(
+            [(home, scopes[0]), (home, scopes[1]), (other, scopes[0]), (home, scopes[0]), (home, scopes[2])] * 2
+        )
+    ]
+    for span in ended:
+        processor.on_end(span)
+    assert processor.force_flush()
+    [request] = exporter.requests
+    assert ExportTraceServiceRequest.FromString(request) == sdk_encode_spans(ended)
+
+
+def test_a_span_given_as_bytes_alone_needs_its_home() -> None:
+    with pytest.raises(ValueError, match="without its resource and scope"):
+        encode_request([b"\x12\x00"])

@@ -25,7 +25,7 @@ from opentelemetry.trace import (
 )
 
 from intercom_sidecar.telemetry import spans
-from intercom_sidecar.telemetry.otlp import EncodedSpan, encode_request, encode_spans
+from intercom_sidecar.telemetry.otlp import EncodedSpan, Home, encode_request, encode_spans
 from intercom_sidecar.telemetry.processor import QueueSpanProcessor
 from intercom_sidecar.telemetry.tracer import LeanSpan, LeanTracerProvider
 
@@ -165,8 +165,8 @@ class _Requests:
     def export(self, spans: object) -> SpanExportResult:
         raise AssertionError("spans should arrive encoded")
 
-    def export_encoded(self, spans: Sequence[EncodedSpan]) -> SpanExportResult:
-        self.requests.append(encode_request(spans))
+    def export_encoded(self, spans: Sequence[EncodedSpan | bytes], home: Home | None = None) -> SpanExportResult:
+        self.requests.append(encode_request(spans, home))
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
