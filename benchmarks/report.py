@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks.scenarios import TARGET_LABELS, Run, Scenario
+from benchmarks.scenarios import HELD, HELD_TRACED, HELD_TRACED_HTTP, TARGET_LABELS, Run, Scenario
 
 __all__ = ["format_scenario", "machine_facts", "summarize", "write_json"]
 
@@ -50,13 +50,46 @@ def summarize(scenario: Scenario, runs: dict[str, list[Run]]) -> dict[str, Any]:
         summary[f"ratio_to_{baseline}"] = {
             target: {key: medians[target][key] / medians[baseline][key]} for target in medians if target != baseline
         }
+    costs = _tracing_costs(scenario, runs, medians)
+    if costs:
+        summary["tracing_cost"] = costs
     return summary
+
+
+_TRACED = (HELD_TRACED, HELD_TRACED_HTTP)
+"""The columns that export every span; each is compared with HELD, the same sidecar untraced."""
+
+
+def _tracing_costs(
+    scenario: Scenario, runs: dict[str, list[Run]], medians: dict[str, dict[str, float]]
+) -> dict[str, dict[str, Any]]:
+    """What tracing costs in the first metric (throughput), per traced column: each repeat's traced run against the
+    untraced run of the same repeat (measured minutes apart, so the machine's drift from repeat to repeat cancels),
+    their median, and the ratio of the two columns' medians."""
+    key = scenario.metrics[0][0]
+    costs: dict[str, dict[str, Any]] = {}
+    for target in _TRACED:
+        if target not in runs or HELD not in runs:
+            continue
+        paired = [traced[key] / held[key] - 1 for held, traced in zip(runs[HELD], runs[target], strict=True)]
+        costs[target] = {
+            "metric": key,
+            "paired": paired,
+            "median_of_paired": statistics.median(paired),
+            "of_medians": medians[target][key] / medians[HELD][key] - 1,
+        }
+    return costs
 
 
 def _cell(results: list[Run], median: float, key: str, spec: str) -> str:
     if len(results) == 1:
         return format(median, spec)
     return f"{format(median, spec)} [{' / '.join(format(result[key], spec) for result in results)}]"
+
+
+def _cost_cell(cost: dict[str, Any]) -> str:
+    each = " / ".join(f"{value:+.1%}" for value in cost["paired"])
+    return f"{cost['median_of_paired']:+.1%} [{each}], of medians {cost['of_medians']:+.1%}"
 
 
 def _acks(result: Run) -> str:
@@ -87,6 +120,14 @@ def format_scenario(number: int, scenario: Scenario, summary: dict[str, Any]) ->
             [
                 f"{label} ÷ {TARGET_LABELS[scenario.baseline]}",
                 *(f"{ratios[t][key]:.3f}" if t in ratios else "" for t in targets),
+            ]
+        )
+    costs = summary.get("tracing_cost", {})
+    if costs:
+        rows.append(
+            [
+                f"tracing cost (each run ÷ that repeat's {TARGET_LABELS[HELD]})",
+                *(_cost_cell(costs[t]) if t in costs else "" for t in targets),
             ]
         )
     if all("statuses" in run for target in targets for run in runs[target]):

@@ -1,0 +1,52 @@
+"""The bench's tracing cost: each traced run against the untraced run of its own repeat."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.report import format_scenario, summarize
+from benchmarks.scenarios import HELD, HELD_TRACED, Run, Scenario
+
+
+def _scenario(targets: tuple[str, ...]) -> Scenario:
+    return Scenario(
+        "send",
+        "Send",
+        targets,
+        lambda bench, target, tag: {},
+        (("events_per_s", "events/s (acked)", ",.0f"),),
+        ratio=True,
+        baseline=HELD,
+    )
+
+
+def test_tracing_cost_pairs_each_traced_run_with_the_untraced_run_of_its_repeat() -> None:
+    # The machine slows down in the second repeat: each pair costs 10%, 20%, 10%, where the medians of the two
+    # columns (1,000 and 900) happen to say 10% too, and their means would say 12.5%.
+    runs: dict[str, list[Run]] = {
+        HELD: [{"events_per_s": 1000.0}, {"events_per_s": 600.0}, {"events_per_s": 1100.0}],
+        HELD_TRACED: [{"events_per_s": 900.0}, {"events_per_s": 480.0}, {"events_per_s": 990.0}],
+    }
+    summary = summarize(_scenario((HELD, HELD_TRACED)), runs)
+    cost = summary["tracing_cost"][HELD_TRACED]
+    assert cost["paired"] == pytest.approx([-0.1, -0.2, -0.1])
+    assert cost["median_of_paired"] == pytest.approx(-0.1)
+    assert cost["of_medians"] == pytest.approx(900 / 1000 - 1)
+    table = format_scenario(1, _scenario((HELD, HELD_TRACED)), summary)
+    assert "-10.0% [-10.0% / -20.0% / -10.0%], of medians -10.0%" in table
+
+
+def test_pairs_are_what_the_medians_of_the_columns_are_not() -> None:
+    # Drift that favours one column: the traced runs happened to land in fast repeats.
+    runs: dict[str, list[Run]] = {
+        HELD: [{"events_per_s": 1000.0}, {"events_per_s": 700.0}, {"events_per_s": 700.0}],
+        HELD_TRACED: [{"events_per_s": 900.0}, {"events_per_s": 900.0}, {"events_per_s": 630.0}],
+    }
+    cost = summarize(_scenario((HELD, HELD_TRACED)), runs)["tracing_cost"][HELD_TRACED]
+    assert cost["median_of_paired"] == pytest.approx(-0.1)
+    assert cost["of_medians"] == pytest.approx(900 / 700 - 1)
+
+
+def test_no_tracing_cost_without_both_columns() -> None:
+    runs: dict[str, list[Run]] = {HELD: [{"events_per_s": 1000.0}]}
+    assert "tracing_cost" not in summarize(_scenario((HELD,)), runs)
