@@ -60,10 +60,9 @@ _FLAGS = struct.Struct("<BBI")  # tag 16 (two bytes) fixed32 flags
 _FIXED64 = struct.Struct("<BQ")
 _DOUBLE = struct.Struct("<Bd")
 _LINK_FLAGS = struct.Struct("<BI")
-_IDS = struct.Struct(">BBQQBBQ")  # tag 1, length 16, trace_id (two big-endian halves), tag 2, length 8, span_id
-_PARENT = struct.Struct(">BBQ")  # tag 4, length 8, parent_span_id
-_IDS_PARENT = struct.Struct(">BBQQBBQBBQ")  # _IDS, then _PARENT
-_INTERNAL_TIMES = struct.Struct("<BBBQBQ")  # tag 6 kind INTERNAL, then _TIMES
+_IDS = struct.Struct(">HQQHQ")  # tag 1 and length 16, trace_id (two big-endian halves), tag 2 and length 8, span_id
+_PARENT = struct.Struct(">HQ")  # tag 4 and length 8, parent_span_id
+_IDS_PARENT = struct.Struct(">HQQHQHQ")  # _IDS, then _PARENT
 _LOW64 = 2**64 - 1
 
 _KIND = {
@@ -301,7 +300,9 @@ def _links(links: Iterable[Link]) -> bytes:
 def _lean_span(span: LeanSpan) -> bytes:
     """The Span message of a LeanSpan of the common shape (`LeanSpan._plain`: internal, the default trace state,
     a local parent or none, no events, links or dropped attributes, status unset), from constant runs of bytes:
-    the ids in one pack, the name, kind and times in another (per name), the attributes, the constant tail."""
+    the ids in one pack, the name, kind and times in another (per name), the attributes, the constant tail.
+
+    Each constant run is one argument of a pack (a struct packs about 250 instructions per argument)."""
     context = span._context
     parent = span._parent
     layout = _layouts.get(span._name)
@@ -309,27 +310,32 @@ def _lean_span(span: LeanSpan) -> bytes:
         layout = _layout(span._name)
     trace_id = context[0]
     attributes = span._attributes
-    if not attributes and layout.child_length > 0:  # the length known in advance: it goes in the first pack
+    if not attributes and layout.child_head:  # the length known in advance: it goes in the first pack
         if parent is not None:
             times = span._start_time, span._end_time  # both set on every ended span
             return _plain_child(layout, trace_id, context[1], parent[1], *times)  # type: ignore[arg-type]
-        return _ROOT_FIELD.pack(
-            0x12, layout.root_length, 0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1]
-        ) + layout.pack_tail(layout.name, 0x30, 0x01, 0x39, span._start_time, 0x41, span._end_time, _LOCAL_TAIL)
+        return _HEAD_IDS.pack(
+            layout.root_head, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, context[1]
+        ) + layout.pack_times_tail(layout.name_to_start, span._start_time, 0x41, span._end_time, _LOCAL_TAIL)
     encoded_attributes = _attributes(b"\x4a", attributes) if attributes else b""
-    name_to_end = layout.pack(layout.name, 0x30, 0x01, 0x39, span._start_time, 0x41, span._end_time)
+    name_to_end = layout.pack_times(layout.name_to_start, span._start_time, 0x41, span._end_time)
     if parent is None:
         length = _IDS.size + len(name_to_end) + len(encoded_attributes) + len(_LOCAL_TAIL)
         if 128 <= length < 16384:  # the usual length of a span with attributes: two bytes, packed with the ids
             head = _ROOT_FIELD_2.pack(
-                0x12, length & 0x7F | 0x80, length >> 7, 0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08,
+                0x12,
+                (length & 0x7F | 0x80) << 8 | length >> 7,
+                _TRACE_ID_TAG,
+                trace_id >> 64,
+                trace_id & _LOW64,
+                _SPAN_ID_TAG,
                 context[1],
-            )  # fmt: skip
+            )
             return b"".join((head, name_to_end, encoded_attributes, _LOCAL_TAIL))
-        ids = _IDS.pack(0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1])
+        ids = _IDS.pack(_TRACE_ID_TAG, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, context[1])
     else:
         ids = _IDS_PARENT.pack(
-            0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1], 0x22, 0x08, parent[1]
+            _TRACE_ID_TAG, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, context[1], _PARENT_ID_TAG, parent[1]
         )
     return _field(b"\x12", b"".join((ids, name_to_end, encoded_attributes, _LOCAL_TAIL)))
 
@@ -342,55 +348,48 @@ def encode_plain_child(
     layout = _layouts.get(name)
     if layout is None:
         layout = _layout(name)
-    if layout.child_length < 0:
+    if not layout.child_head:
         return None
     return _plain_child(layout, trace_id, span_id, parent_span_id, start, end)
 
 
 def _plain_child(layout: _Layout, trace_id: int, span_id: int, parent_span_id: int, start: int, end: int) -> bytes:
-    return _CHILD_FIELD.pack(
-        0x12,
-        layout.child_length,
-        0x0A,
-        0x10,
-        trace_id >> 64,
-        trace_id & _LOW64,
-        0x12,
-        0x08,
-        span_id,
-        0x22,
-        0x08,
-        parent_span_id,
-    ) + layout.pack_tail(layout.name, 0x30, 0x01, 0x39, start, 0x41, end, _LOCAL_TAIL)
+    return _HEAD_IDS_PARENT.pack(
+        layout.child_head, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, span_id, _PARENT_ID_TAG, parent_span_id
+    ) + layout.pack_times_tail(layout.name_to_start, start, 0x41, end, _LOCAL_TAIL)
 
 
 class _Layout:
-    """What a plain span of one name encodes with: its name field, a packer of name, kind and times (and of the
-    constant tail too), and the length of a Span message without attributes, without and with a parent."""
+    """What a plain span of one name encodes with: its name field, kind and start tag in one run, a packer of that
+    run and the times (and of the constant tail too), and the start of a Span message without attributes (field
+    tag, length, trace id tag), without and with a parent: empty when the length takes more than one byte."""
 
-    __slots__ = ("child_length", "name", "pack", "pack_tail", "root_length")
+    __slots__ = ("child_head", "name_to_start", "pack_times", "pack_times_tail", "root_head")
 
     def __init__(self, name: str) -> None:
-        self.name = _name(name)
-        self.pack = struct.Struct(f"<{len(self.name)}sBBBQBQ").pack
-        self.pack_tail = struct.Struct(f"<{len(self.name)}sBBBQBQ{len(_LOCAL_TAIL)}s").pack
-        rest = len(self.name) + _INTERNAL_TIMES.size + len(_LOCAL_TAIL)
-        self.root_length = _IDS.size + rest
-        self.child_length = _IDS_PARENT.size + rest
+        self.name_to_start = _name(name) + b"\x30\x01\x39"  # name, kind INTERNAL, tag 7 (fixed64 start)
+        run = len(self.name_to_start)
+        self.pack_times = struct.Struct(f"<{run}sQBQ").pack  # the run, start, tag 8, end
+        self.pack_times_tail = struct.Struct(f"<{run}sQBQ{len(_LOCAL_TAIL)}s").pack
+        rest = run + 8 + 1 + 8 + len(_LOCAL_TAIL)
+        root_length, child_length = _IDS.size + rest, _IDS_PARENT.size + rest
+        self.root_head = bytes((0x12, root_length, 0x0A, 0x10)) if root_length < 128 else b""
+        self.child_head = bytes((0x12, child_length, 0x0A, 0x10)) if child_length < 128 else b""
 
 
-_ROOT_FIELD = struct.Struct(">BB" + _IDS.format.lstrip(">"))
-"""Span field 2's tag and length (< 128: one byte), then _IDS."""
-_ROOT_FIELD_2 = struct.Struct(">BBB" + _IDS.format.lstrip(">"))
-"""Span field 2's tag and a two-byte length (128 to 16383), then _IDS."""
-_CHILD_FIELD = struct.Struct(">BB" + _IDS_PARENT.format.lstrip(">"))
+_TRACE_ID_TAG = 0x0A10  # tag 1, length 16 (as a big-endian H)
+_SPAN_ID_TAG = 0x1208  # tag 2, length 8
+_PARENT_ID_TAG = 0x2208  # tag 4, length 8
+_HEAD_IDS = struct.Struct(">4sQQHQ")
+"""Span field 2's tag and length (< 128: one byte) with the trace id's tag and length, then the ids."""
+_HEAD_IDS_PARENT = struct.Struct(">4sQQHQHQ")
+_ROOT_FIELD_2 = struct.Struct(">BHHQQHQ")
+"""Span field 2's tag, a two-byte length (128 to 16383, as a big-endian H), then _IDS."""
 _layouts: dict[str, _Layout] = {}
 
 
 def _layout(name: str) -> _Layout:
     layout = _Layout(name)
-    if layout.child_length >= 128:  # a long name: the length takes two bytes (the path with attributes writes it)
-        layout.root_length = layout.child_length = -1
     if len(_layouts) < _CACHE_LIMIT:
         _layouts[name] = layout
     return layout
@@ -423,13 +422,13 @@ def _span(span: ReadableSpan) -> bytes:
         raise ValueError("a span without a context")
     # SpanContext is a tuple: trace_id, span_id, is_remote, trace_flags, trace_state, is_valid.
     trace_id = context[0]
-    parts = [_IDS.pack(0x0A, 0x10, trace_id >> 64, trace_id & _LOW64, 0x12, 0x08, context[1])]
+    parts = [_IDS.pack(_TRACE_ID_TAG, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, context[1])]
     trace_state = context[4]
     if trace_state is not _DEFAULT_TRACE_STATE and trace_state:
         parts.append(_field(b"\x1a", _text(",".join(f"{key}={value}" for key, value in trace_state.items()))))
     flags = _SPAN_FLAGS_HAS_IS_REMOTE
     if parent is not None:
-        parts.append(_PARENT.pack(0x22, 0x08, parent[1]))
+        parts.append(_PARENT.pack(_PARENT_ID_TAG, parent[1]))
         if parent[2]:
             flags |= _SPAN_FLAGS_IS_REMOTE
     parts += (
