@@ -38,7 +38,6 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from benchmarks.events import track_events
 from intercom_sidecar._generated.intercom_sidecar.v1 import service_pb2
@@ -53,6 +52,7 @@ from intercom_sidecar.runtime import tune_garbage_collector
 from intercom_sidecar.server.servicer import EventServicer
 from intercom_sidecar.telemetry.otlp import EncodedSpan, Home, encode_request
 from intercom_sidecar.telemetry.processor import QueueSpanProcessor
+from intercom_sidecar.telemetry.setup import make_tracer_provider
 from intercom_sidecar.telemetry.tracer import LeanTracerProvider
 
 _BATCH = 100
@@ -89,8 +89,8 @@ class _DropEncoded:
 
 
 def _provider(traced: bool) -> TracerProvider:
-    if not traced:
-        return TracerProvider(sampler=ALWAYS_OFF)
+    if not traced:  # the sidecar's, with no exporter configured: spans with real ids, not recorded
+        return make_tracer_provider({})
     provider = LeanTracerProvider(resource=Resource.create({"service.name": "intercom-sidecar"}))
     everything = 1 << 30  # queued until force_flush: the worker never wakes for a full batch
     processor = QueueSpanProcessor(
