@@ -55,6 +55,7 @@ class Intake:
         self._pii = pii or PiiPolicy()
         self._spooler = spooler
         self._tracer = tracer
+        self._record_child = spans.child_recorder(tracer)
         self._mapping = mapping
         self._durable = durable
         self._clock = clock
@@ -91,7 +92,7 @@ class Intake:
                     validate = self._tracer.start_span(spans.SPAN_VALIDATE, context=event_context, start_time=started)
                     _end_failed(validate, error)
                     raise
-                spans.record_child(self._tracer, spans.SPAN_VALIDATE, event_context, started)
+                self._record_child(spans.SPAN_VALIDATE, event_context, started)
             else:  # nothing records the event: a validation span would cost microseconds and show nothing
                 event, plan = self._validate(decode, now, span, ack)
             if isinstance(plan, Skip):

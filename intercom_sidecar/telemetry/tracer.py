@@ -352,7 +352,7 @@ class LeanTracer(trace_api.Tracer):
 class _Hooks:
     """The span processors' hooks, each only where a processor implements it (SpanProcessor's are no-ops)."""
 
-    __slots__ = ("ended", "ending", "plain_child", "starting")
+    __slots__ = ("ended", "ending", "only_end", "plain_child", "starting")
 
     def __init__(self, processors: Sequence[SpanProcessor]) -> None:
         base = SpanProcessor
@@ -367,6 +367,8 @@ class _Hooks:
         self.ended: tuple[Callable[[LeanSpan], None], ...] = tuple(
             processor.on_end for processor in processors if type(processor).on_end is not base.on_end
         )
+        self.only_end = self.ended[0] if len(self.ended) == 1 and not self.ending else None
+        """The one hook a span's end calls, when it is that simple (the sidecar's processor alone)."""
         self.plain_child: PlainChild | None = None
         """With one processor, which only needs on_end and can take a plain child's fields instead of the span
         (`QueueSpanProcessor` encoding for OTLP): that; `record_child` then makes no span object."""
@@ -612,6 +614,10 @@ class LeanSpan(trace_api.Span, ReadableSpan):
                 return
             self._end_time = end_time if end_time is not None else time_ns()
         hooks = self._hooks
+        only_end = hooks.only_end
+        if only_end is not None:
+            only_end(self)
+            return
         for on_ending in hooks.ending:
             on_ending(self)
         for on_end in hooks.ended:
