@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import multiprocessing
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -131,6 +132,9 @@ class Bench:
 
     @contextmanager
     def server(self, kind: str) -> Iterator[Child]:
+        # Earlier runs' spool writes are still in the page cache; the kernel would write them back (after 30 s, on
+        # its threads, on these two cores) in the middle of some later run. Flushed now, before this one starts.
+        os.sync()
         if kind == CEILING:
             child = Child(CEILING, run_ceiling)
         else:
