@@ -209,4 +209,3 @@ def test_a_recorded_child_counts_as_dropped_when_the_queue_is_full() -> None:
     spans.record_child(tracer, "second", event_context, 1_000)
     assert (processor.queued, processor.dropped_spans) == (1, 1)
     processor.shutdown()
-
