@@ -128,9 +128,7 @@ class QueueSpanProcessor(SpanProcessor):
             if resource is self._home_resource and scope is self._home_scope:
                 queue.append(message)
             else:
-                queue.append((resource, scope or None, message))
-                if self._home_scope is _NO_HOME:
-                    self._adopt_home(resource, scope)
+                self._append_with_pair(resource, scope, message)
         if len(queue) == self._max_batch:  # spans come one at a time: the queue passes here on its way up
             self._wake.set()
 
@@ -160,9 +158,7 @@ class QueueSpanProcessor(SpanProcessor):
         if resource is self._home_resource and scope is self._home_scope:
             queue.append(message)
         else:
-            queue.append((resource, scope or None, message))
-            if self._home_scope is _NO_HOME:
-                self._adopt_home(resource, scope)
+            self._append_with_pair(resource, scope, message)
         if len(queue) == self._max_batch:
             self._wake.set()
         return True
@@ -184,9 +180,14 @@ class QueueSpanProcessor(SpanProcessor):
         self._worker.join(timeout_millis / 1000)
         self._exporter.shutdown()
 
-    def _adopt_home(self, resource: Resource, scope: InstrumentationScope | None) -> None:
-        """Make this the home pair, once. A span ending meanwhile on another thread sees the scope still unset
-        (set last), so it is queued with its pair: never as bytes that would be given the wrong one."""
+    def _append_with_pair(self, resource: Resource, scope: InstrumentationScope | None, message: bytes) -> None:
+        """Queue a span of another resource or scope than the home ones with its own; the first span queued makes
+        its pair the home one."""
+        self._queue.append((resource, scope or None, message))
+        if self._home_scope is not _NO_HOME:
+            return
+        # Once. A span ending meanwhile on another thread sees the scope still unset (set last), so it is queued
+        # with its pair: never as bytes that would be given the wrong one.
         with self._home_lock:
             if self._home_scope is _NO_HOME:
                 self._home_resource = resource
