@@ -450,9 +450,11 @@ def _at_rate(rate: float) -> Callable[[Bench, str, str], Run]:
 
 
 def run_scenario(bench: Bench, scenario: Scenario, progress: Callable[[str], None]) -> dict[str, list[Run]]:
+    """Each repeat runs every column once; odd repeats run them in reverse order, so that no column always comes
+    right after the same one (a run can leave work behind: the fake still holding answers, the kernel writing)."""
     runs: dict[str, list[Run]] = {target: [] for target in scenario.targets}
     for repeat in range(bench.settings.repeats):
-        for target in scenario.targets:
+        for target in scenario.targets if repeat % 2 == 0 else reversed(scenario.targets):
             started = time.perf_counter()
             result = scenario.run(bench, target, f"{scenario.key}-{target}-{repeat}")
             runs[target].append(result)

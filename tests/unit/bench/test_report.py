@@ -1,11 +1,11 @@
-"""The bench's tracing cost: each traced run against the untraced run of its own repeat."""
+"""The bench's report and run order: tracing's cost pairs each traced run with the untraced run of its repeat."""
 
 from __future__ import annotations
 
 import pytest
 
 from benchmarks.report import format_scenario, summarize
-from benchmarks.scenarios import HELD, HELD_TRACED, Run, Scenario
+from benchmarks.scenarios import HELD, HELD_TRACED, Run, Scenario, Settings, run_scenario
 
 
 def _scenario(targets: tuple[str, ...]) -> Scenario:
@@ -50,3 +50,19 @@ def test_pairs_are_what_the_medians_of_the_columns_are_not() -> None:
 def test_no_tracing_cost_without_both_columns() -> None:
     runs: dict[str, list[Run]] = {HELD: [{"events_per_s": 1000.0}]}
     assert "tracing_cost" not in summarize(_scenario((HELD,)), runs)
+
+
+def test_odd_repeats_run_the_columns_in_reverse_order() -> None:
+    order: list[str] = []
+
+    def run(bench: object, target: str, tag: str) -> Run:
+        order.append(target)
+        return {"events_per_s": 1.0}
+
+    class _Bench:
+        settings = Settings(repeats=3)
+
+    scenario = Scenario("send", "Send", ("a", "b", "c"), run, (("events_per_s", "events/s", ",.0f"),))
+    runs = run_scenario(_Bench(), scenario, lambda message: None)  # type: ignore[arg-type]
+    assert order == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
+    assert {target: len(results) for target, results in runs.items()} == {"a": 3, "b": 3, "c": 3}
