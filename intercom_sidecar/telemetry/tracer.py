@@ -314,8 +314,8 @@ class LeanTracer(trace_api.Tracer):
         span._resource = self._resource
         span._instrumentation_scope = self._scope
         span._limits = self._limits
+        span._hooks = hooks  # the fields in start_span's order: the spans' instance dicts share one key table
         span._room = self._plain_room
-        span._hooks = hooks
         if parent[4] is not _DEFAULT_TRACE_STATE:
             span._plain = False
         span._attributes = {}
