@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.report import format_scenario, summarize
-from benchmarks.scenarios import HELD, HELD_TRACED, Run, Scenario, Settings, run_scenario
+from benchmarks.scenarios import HELD, HELD_TRACED, HELD_TRACED_HTTP, Run, Scenario, Settings, run_scenario, scenarios
 
 
 def _scenario(targets: tuple[str, ...]) -> Scenario:
@@ -66,3 +66,27 @@ def test_odd_repeats_run_the_columns_in_reverse_order() -> None:
     runs = run_scenario(_Bench(), scenario, lambda message: None)  # type: ignore[arg-type]
     assert order == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
     assert {target: len(results) for target, results in runs.items()} == {"a": 3, "b": 3, "c": 3}
+
+
+def test_a_scenario_with_its_own_repeats_runs_them() -> None:
+    """The tracing scenario runs more repeats than the bench's others: its target is close to what it measures."""
+    order: list[str] = []
+
+    def run(bench: object, target: str, tag: str) -> Run:
+        order.append(target)
+        return {"events_per_s": 1.0}
+
+    class _Bench:
+        settings = Settings(repeats=1)
+
+    scenario = Scenario("tracing", "T", ("a", "b"), run, (("events_per_s", "events/s", ",.0f"),), repeats=4)
+    runs = run_scenario(_Bench(), scenario, lambda message: None)  # type: ignore[arg-type]
+    assert order == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert {target: len(results) for target, results in runs.items()} == {"a": 4, "b": 4}
+
+
+def test_the_tracing_scenario_pairs_both_exports_with_the_untraced_sidecar() -> None:
+    by_key = {scenario.key: scenario for scenario in scenarios(Settings(tracing_repeats=7))}
+    tracing = by_key["tracing"]
+    assert tracing.targets == (HELD, HELD_TRACED, HELD_TRACED_HTTP) and tracing.repeats == 7
+    assert HELD_TRACED not in by_key["send"].targets  # measured once, in the tracing scenario
