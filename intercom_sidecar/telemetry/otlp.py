@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -76,6 +76,8 @@ _SHORT_VARINTS = [bytes((number,)) for number in range(128)]
 _TWO_BYTES = struct.Struct("BB").pack
 _LOCAL_TAIL = b"\x7a\x00" + _FLAGS.pack(0x85, 0x01, _SPAN_FLAGS_HAS_IS_REMOTE)
 """Status unset, then the flags of a span whose parent is local (or that has none)."""
+_LOCAL_TAIL_ROOT_TAG = _LOCAL_TAIL + b"\x12"
+"""A child's tail, then the field tag of the Span that follows it."""
 
 
 def _varint(value: int) -> bytes:
@@ -300,7 +302,9 @@ def _links(links: Iterable[Link]) -> bytes:
 def _lean_span(span: LeanSpan) -> bytes:
     """The Span message of a LeanSpan of the common shape (`LeanSpan._plain`: internal, the default trace state,
     a local parent or none, no events, links or dropped attributes, status unset), from constant runs of bytes:
-    the ids in one pack, the name, kind and times in another (per name), the attributes, the constant tail.
+    the ids in one pack, the name, kind and times in another (per name), the attributes, the constant tail. A
+    child folded into it (`LeanSpan._folded`) comes first; for a root span with attributes (an event's span), in
+    the same pack as the span's head.
 
     Each constant run is one argument of a pack (a struct packs about 250 instructions per argument)."""
     context = span._context
@@ -310,18 +314,26 @@ def _lean_span(span: LeanSpan) -> bytes:
         layout = _layout(span._name)
     trace_id = context[0]
     attributes = span._attributes
+    folded = span._folded
     if not attributes and layout.child_head:  # the length known in advance: it goes in the first pack
         if parent is not None:
             times = span._start_time, span._end_time  # both set on every ended span
-            return _plain_child(layout, trace_id, context[1], parent[1], *times)  # type: ignore[arg-type]
-        return _HEAD_IDS.pack(
-            layout.root_head, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, context[1]
-        ) + layout.pack_times_tail(layout.name_to_start, span._start_time, 0x41, span._end_time, _LOCAL_TAIL)
+            message = _plain_child(layout, trace_id, context[1], parent[1], *times)  # type: ignore[arg-type]
+        else:
+            message = _HEAD_IDS.pack(
+                layout.root_head, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, context[1]
+            ) + layout.pack_times_tail(layout.name_to_start, span._start_time, 0x41, span._end_time, _LOCAL_TAIL)
+        return message if folded is None else _folded_child(trace_id, context[1], folded) + message
     encoded_attributes = _attributes(b"\x4a", attributes) if attributes else b""
-    name_to_end = layout.pack_times(layout.name_to_start, span._start_time, 0x41, span._end_time)
     if parent is None:
         length = layout.root_fixed + len(encoded_attributes)
         if 128 <= length < 16384:  # the usual length of a span with attributes: two bytes, packed with the ids
+            if folded is not None:
+                child = _layouts.get(folded[0])
+                if child is None:
+                    child = _layout(folded[0])
+                if child.child_head:
+                    return _with_folded(layout, child, span, folded, length, encoded_attributes)
             head = _ROOT_FIELD_2.pack(
                 0x12,
                 (length & 0x7F | 0x80) << 8 | length >> 7,
@@ -331,13 +343,81 @@ def _lean_span(span: LeanSpan) -> bytes:
                 _SPAN_ID_TAG,
                 context[1],
             )
-            return b"".join((head, name_to_end, encoded_attributes, _LOCAL_TAIL))
+            name_to_end = layout.pack_times(layout.name_to_start, span._start_time, 0x41, span._end_time)
+            message = b"".join((head, name_to_end, encoded_attributes, _LOCAL_TAIL))
+            return message if folded is None else _folded_child(trace_id, context[1], folded) + message
         ids = _IDS.pack(_TRACE_ID_TAG, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, context[1])
     else:
         ids = _IDS_PARENT.pack(
             _TRACE_ID_TAG, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, context[1], _PARENT_ID_TAG, parent[1]
         )
-    return _field(b"\x12", b"".join((ids, name_to_end, encoded_attributes, _LOCAL_TAIL)))
+    name_to_end = layout.pack_times(layout.name_to_start, span._start_time, 0x41, span._end_time)
+    message = _field(b"\x12", b"".join((ids, name_to_end, encoded_attributes, _LOCAL_TAIL)))
+    return message if folded is None else _folded_child(trace_id, context[1], folded) + message
+
+
+def _with_folded(
+    layout: _Layout,
+    child: _Layout,
+    span: LeanSpan,
+    folded: tuple[str, int, int, int],
+    length: int,
+    encoded_attributes: bytes,
+) -> bytes:
+    """A root span whose length takes two bytes, with the child folded into it first: both heads in one pack, little
+    endian throughout (the times are), so the ids go in as bytes."""
+    pack = layout.with_child.get(folded[0])
+    if pack is None:
+        pack = struct.Struct(
+            f"<4s16s2s8s2s8s{len(child.name_to_start)}sQBQ{len(_LOCAL_TAIL) + 1}sH2s16s2s8s"
+            f"{len(layout.name_to_start)}sQBQ"
+        ).pack
+        if len(layout.with_child) < _CACHE_LIMIT:
+            layout.with_child[folded[0]] = pack
+    context = span._context
+    trace_id = context[0].to_bytes(16, "big")
+    span_id = context[1].to_bytes(8, "big")
+    return b"".join(
+        (
+            pack(
+                child.child_head,
+                trace_id,
+                b"\x12\x08",
+                folded[1].to_bytes(8, "big"),
+                b"\x22\x08",
+                span_id,
+                child.name_to_start,
+                folded[2],
+                0x41,
+                folded[3],
+                _LOCAL_TAIL_ROOT_TAG,
+                length >> 7 << 8 | length & 0x7F | 0x80,  # the two-byte length, little endian
+                b"\x0a\x10",
+                trace_id,
+                b"\x12\x08",
+                span_id,
+                layout.name_to_start,
+                span._start_time,
+                0x41,
+                span._end_time,
+            ),
+            encoded_attributes,
+            _LOCAL_TAIL,
+        )
+    )
+
+
+def _folded_child(trace_id: int, parent_span_id: int, folded: tuple[str, int, int, int]) -> bytes:
+    """The Span message of the child folded into a span (`LeanSpan._folded`), when not packed with it."""
+    name, span_id, start, end = folded
+    message = encode_plain_child(name, trace_id, span_id, parent_span_id, start, end)
+    if message is not None:
+        return message
+    layout = _layouts.get(name) or _layout(name)  # a name too long for one length byte
+    ids = _IDS_PARENT.pack(
+        _TRACE_ID_TAG, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, span_id, _PARENT_ID_TAG, parent_span_id
+    )
+    return _field(b"\x12", ids + layout.pack_times_tail(layout.name_to_start, start, 0x41, end, _LOCAL_TAIL))
 
 
 def encode_plain_child(
@@ -366,7 +446,15 @@ class _Layout:
     run and the times (and of the constant tail too), and the start of a Span message without attributes (field
     tag, length, trace id tag), without and with a parent: empty when the length takes more than one byte."""
 
-    __slots__ = ("child_head", "name_to_start", "pack_times", "pack_times_tail", "root_fixed", "root_head")
+    __slots__ = (
+        "child_head",
+        "name_to_start",
+        "pack_times",
+        "pack_times_tail",
+        "root_fixed",
+        "root_head",
+        "with_child",
+    )
 
     def __init__(self, name: str) -> None:
         self.name_to_start = _name(name) + b"\x30\x01\x39"  # name, kind INTERNAL, tag 7 (fixed64 start)
@@ -379,6 +467,8 @@ class _Layout:
         """The length of a root Span message but for its attributes."""
         self.root_head = bytes((0x12, root_length, 0x0A, 0x10)) if root_length < 128 else b""
         self.child_head = bytes((0x12, child_length, 0x0A, 0x10)) if child_length < 128 else b""
+        self.with_child: dict[str, Callable[..., bytes]] = {}
+        """Per name of a child folded into a root span of this name, the packer of both heads (`_with_folded`)."""
 
 
 _TRACE_ID_TAG = 0x0A10  # tag 1, length 16 (as a big-endian H)
@@ -520,7 +610,13 @@ def encode_span_message(span: ReadableSpan) -> bytes | None:
     """The Span message of `span` (its field tag and length included); None, logged, when it cannot be encoded."""
     try:
         if type(span) is LeanSpan:  # the fields, without the property calls
-            return _lean_span(span) if span._plain else _span(span)
+            if span._plain:
+                return _lean_span(span)  # with the child folded into it, if any
+            folded = span._folded
+            if folded is None:
+                return _span(span)
+            context = span._context
+            return _folded_child(context[0], context[1], folded) + _span(span)
         return _span(span)
     except (TypeError, ValueError, AttributeError, KeyError, struct.error) as error:
         _log.warning("Span `%s` left out of the export: %s.", getattr(span, "name", "?"), error)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -173,39 +174,122 @@ class _Requests:
         return None
 
 
-@pytest.mark.parametrize("name", ["intercom_sidecar.validate", "a recorded child named at length " + "y" * 120])
-def test_a_recorded_child_the_processor_takes_without_a_span_is_the_span_it_would_have_taken(name: str) -> None:
-    """With the sidecar's processor alone, `record_child` hands it the child's fields, not a span object (for
-    names too long for that, the span): the request is the one the span would have made."""
+def _encoding() -> tuple[Tracer, QueueSpanProcessor, _Requests]:
+    """The sidecar's set-up: its processor alone, encoding for an exporter of encoded spans."""
     exporter = _Requests()
     processor = QueueSpanProcessor(exporter, schedule_delay_millis=3_600_000)  # type: ignore[arg-type]
     provider = LeanTracerProvider(resource=Resource.create({"service.name": "test"}), shutdown_on_exit=False)
     provider.add_span_processor(processor)
-    assert provider._hooks.plain_child == processor.take_plain_child  # the shortcut is on
-    tracer = provider.get_tracer("intercom_sidecar", "1.0")
-    event = tracer.start_span("intercom_sidecar.event")
+    assert provider._hooks.plain_child == processor.take_plain_child and provider._hooks.fold  # the shortcuts are on
+    return provider.get_tracer("intercom_sidecar", "1.0"), processor, exporter
+
+
+def _exported(processor: QueueSpanProcessor, exporter: _Requests) -> list[Span]:
+    assert processor.force_flush()
+    request = ExportTraceServiceRequest.FromString(b"".join(exporter.requests))
+    return [span for resource in request.resource_spans for scope in resource.scope_spans for span in scope.spans]
+
+
+def _unidentified(span: Span) -> Span:
+    """A decoded span without its own span id and end time (what a recorded child and one started and ended the
+    long way, at another moment, do not share)."""
+    copy = Span()
+    copy.CopyFrom(span)
+    copy.span_id = b""
+    copy.end_time_unix_nano = 0
+    return copy
+
+
+def _decoded(span: ReadableSpan) -> Span:
+    (decoded,) = sdk_encode_spans([span]).resource_spans[0].scope_spans[0].spans
+    return decoded
+
+
+_PARENTS = {
+    "root, attributes (one pack for both)": ("intercom_sidecar.event", {"segment.message_id": "m-1"}, None),
+    "root, no attributes": ("intercom_sidecar.event", {}, None),
+    "root, attributes too long for a two-byte length": ("e", {"big": "x" * 20_000}, None),
+    "under a remote caller": ("intercom_sidecar.event", {"segment.message_id": "m-1"}, "remote"),
+    "under a local parent": ("intercom_sidecar.event", {"segment.message_id": "m-1"}, "local"),
+    "with an error status": ("intercom_sidecar.event", {"segment.message_id": "m-1"}, "error"),
+}
+
+
+@pytest.mark.parametrize("parent_shape", list(_PARENTS))
+@pytest.mark.parametrize("name", ["intercom_sidecar.validate", "a recorded child named at length " + "y" * 120])
+def test_a_recorded_child_of_an_open_span_is_exported_with_it_as_the_span_it_would_have_been(
+    parent_shape: str, name: str
+) -> None:
+    """With the sidecar's processor alone, `record_child` keeps the child on its open parent, with no span object
+    made; both are encoded when the parent ends, each as the SDK's encoder writes the span it stands for."""
+    tracer, processor, exporter = _encoding()
+    event_name, attributes, situation = _PARENTS[parent_shape]
+    context = None
+    if situation == "remote":
+        context = set_span_in_context(NonRecordingSpan(_remote(trace_state=None)))
+    elif situation == "local":
+        context = set_span_in_context(tracer.start_span("the caller"))
+    event = tracer.start_span(event_name, context, attributes=attributes)
     event_context = set_span_in_context(event)
     spans.record_child(tracer, name, event_context, 1_000)
+    assert event._folded is not None and processor.queued == 0  # type: ignore[attr-defined]
     tracer.start_span(name, event_context, start_time=1_000).end()
-    assert processor.force_flush()
-    (request,) = exporter.requests
-    recorded, started = ExportTraceServiceRequest.FromString(request).resource_spans[0].scope_spans[0].spans
+    if situation == "error":
+        event.set_status(Status(StatusCode.ERROR, "intercom 503"))
+    event.set_attribute("intercom_sidecar.ack.status", "accepted")
+    event.end()
+    assert processor.queued == 2  # the span started the long way, then the event span with its child
+    started, recorded, ended_event = _exported(processor, exporter)
+    assert ended_event == _decoded(event)  # type: ignore[arg-type]
     assert recorded.span_id != started.span_id and recorded.end_time_unix_nano >= 1_000
     assert recorded.parent_span_id == event.get_span_context().span_id.to_bytes(8, "big")
-    for span in (recorded, started):
-        span.span_id = b""
-        span.end_time_unix_nano = 0
-    assert recorded == started
+    assert _unidentified(recorded) == _unidentified(started)
     processor.shutdown()
 
 
-def test_a_recorded_child_counts_as_dropped_when_the_queue_is_full() -> None:
+def test_only_the_first_child_of_an_open_span_is_kept_on_it() -> None:
+    """A second child, or one recorded after its parent ended, is handed to the processor at once."""
+    tracer, processor, exporter = _encoding()
+    event = tracer.start_span("intercom_sidecar.event", attributes={"segment.message_id": "m-1"})
+    event_context = set_span_in_context(event)
+    spans.record_child(tracer, "first", event_context, 1_000)
+    spans.record_child(tracer, "second", event_context, 2_000)
+    assert processor.queued == 1
+    event.end()
+    spans.record_child(tracer, "after the end", event_context, 3_000)
+    second, first, ended_event, after = _exported(processor, exporter)
+    assert [second.name, first.name, ended_event.name, after.name] == [
+        "second",
+        "first",
+        "intercom_sidecar.event",
+        "after the end",
+    ]
+    assert [span.start_time_unix_nano for span in (first, second, after)] == [1_000, 2_000, 3_000]
+    processor.shutdown()
+
+
+def test_a_child_is_not_kept_on_its_parent_when_other_processors_see_the_spans() -> None:
+    tracer, exporter = _recording()
+    event = tracer.start_span("intercom_sidecar.event")
+    spans.record_child(tracer, "intercom_sidecar.validate", set_span_in_context(event), 1_000)
+    assert event._folded is None  # type: ignore[attr-defined]
+    assert [span.name for span in exporter.get_finished_spans()] == ["intercom_sidecar.validate"]
+
+
+def test_recorded_children_count_as_dropped_when_the_queue_is_full() -> None:
     processor = QueueSpanProcessor(_Requests(), max_queue_size=1, schedule_delay_millis=3_600_000)  # type: ignore[arg-type]
     provider = LeanTracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("intercom_sidecar")
-    event_context = set_span_in_context(tracer.start_span("intercom_sidecar.event"))
-    spans.record_child(tracer, "first", event_context, 1_000)
-    spans.record_child(tracer, "second", event_context, 1_000)
-    assert (processor.queued, processor.dropped_spans) == (1, 1)
+    first = tracer.start_span("intercom_sidecar.event")
+    first_context = set_span_in_context(first)
+    spans.record_child(tracer, "kept on its parent", first_context, 1_000)
+    spans.record_child(tracer, "queued at once", first_context, 1_000)
+    assert (processor.queued, processor.dropped_spans) == (1, 0)
+    first.end()  # with the child kept on it: two spans dropped
+    assert (processor.queued, processor.dropped_spans) == (1, 2)
+    second = tracer.start_span("intercom_sidecar.event")
+    spans.record_child(tracer, "kept on its parent", set_span_in_context(second), 1_000)
+    spans.record_child(tracer, "queued at once", set_span_in_context(second), 1_000)
+    assert (processor.queued, processor.dropped_spans) == (1, 3)
     processor.shutdown()
