@@ -52,7 +52,8 @@ def test_no_tracing_cost_without_both_columns() -> None:
     assert "tracing_cost" not in summarize(_scenario((HELD,)), runs)
 
 
-def test_odd_repeats_run_the_columns_in_reverse_order() -> None:
+def _run_order(targets: tuple[str, ...], bench_repeats: int, scenario_repeats: int | None) -> list[str]:
+    """The columns in the order `run_scenario` runs them; each column ran once per repeat."""
     order: list[str] = []
 
     def run(bench: object, target: str, tag: str) -> Run:
@@ -60,29 +61,22 @@ def test_odd_repeats_run_the_columns_in_reverse_order() -> None:
         return {"events_per_s": 1.0}
 
     class _Bench:
-        settings = Settings(repeats=3)
+        settings = Settings(repeats=bench_repeats)
 
-    scenario = Scenario("send", "Send", ("a", "b", "c"), run, (("events_per_s", "events/s", ",.0f"),))
+    metrics = (("events_per_s", "events/s", ",.0f"),)
+    scenario = Scenario("send", "Send", targets, run, metrics, repeats=scenario_repeats)
     runs = run_scenario(_Bench(), scenario, lambda message: None)  # type: ignore[arg-type]
-    assert order == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
-    assert {target: len(results) for target, results in runs.items()} == {"a": 3, "b": 3, "c": 3}
+    assert {len(results) for results in runs.values()} == {scenario_repeats or bench_repeats}
+    return order
+
+
+def test_odd_repeats_run_the_columns_in_reverse_order() -> None:
+    assert _run_order(("a", "b", "c"), 3, None) == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
 
 
 def test_a_scenario_with_its_own_repeats_runs_them() -> None:
     """The tracing scenario runs more repeats than the bench's others: its target is close to what it measures."""
-    order: list[str] = []
-
-    def run(bench: object, target: str, tag: str) -> Run:
-        order.append(target)
-        return {"events_per_s": 1.0}
-
-    class _Bench:
-        settings = Settings(repeats=1)
-
-    scenario = Scenario("tracing", "T", ("a", "b"), run, (("events_per_s", "events/s", ",.0f"),), repeats=4)
-    runs = run_scenario(_Bench(), scenario, lambda message: None)  # type: ignore[arg-type]
-    assert order == ["a", "b", "b", "a", "a", "b", "b", "a"]
-    assert {target: len(results) for target, results in runs.items()} == {"a": 4, "b": 4}
+    assert _run_order(("a", "b"), 1, 4) == ["a", "b", "b", "a", "a", "b", "b", "a"]
 
 
 def test_the_tracing_scenario_pairs_both_exports_with_the_untraced_sidecar() -> None:
