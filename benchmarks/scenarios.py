@@ -384,8 +384,9 @@ def scenarios(settings: Settings) -> list[Scenario]:
         ),
         Scenario(
             "tracing",
-            f"Tracing's cost on Send (as above), deliveries held: untraced, then every span exported over OTLP/gRPC "
-            f"(the default) and over OTLP/HTTP; {s.tracing_repeats} repeats, each traced run divided by the "
+            f"Tracing's cost on Send ({s.send_batch} events per call, {s.send_in_flight} in flight), deliveries held: "
+            f"untraced, then every span exported over OTLP/gRPC (the default) and over OTLP/HTTP; "
+            f"{s.tracing_repeats} repeat{'s' if s.tracing_repeats != 1 else ''}, each traced run divided by the "
             f"untraced run of its repeat",
             (HELD, HELD_TRACED, HELD_TRACED_HTTP),
             send_run,
