@@ -410,29 +410,23 @@ def _with_folded(
 def _folded_child(trace_id: int, parent_span_id: int, folded: tuple[str, int, int, int]) -> bytes:
     """The Span message of the child folded into a span (`LeanSpan._folded`), when not packed with it."""
     name, span_id, start, end = folded
-    message = encode_plain_child(name, trace_id, span_id, parent_span_id, start, end)
-    if message is not None:
-        return message
-    layout = _layouts.get(name) or _layout(name)  # a name too long for one length byte
-    ids = _IDS_PARENT.pack(
-        _TRACE_ID_TAG, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, span_id, _PARENT_ID_TAG, parent_span_id
-    )
-    return _field(b"\x12", ids + layout.pack_times_tail(layout.name_to_start, start, 0x41, end, _LOCAL_TAIL))
+    return encode_plain_child(name, trace_id, span_id, parent_span_id, start, end)
 
 
-def encode_plain_child(
-    name: str, trace_id: int, span_id: int, parent_span_id: int, start: int, end: int
-) -> bytes | None:
+def encode_plain_child(name: str, trace_id: int, span_id: int, parent_span_id: int, start: int, end: int) -> bytes:
     """The Span message of a child of the common shape (`LeanSpan._plain`) without attributes, from its fields
-    (`QueueSpanProcessor.take_plain_child`); None when its name is too long for one length byte."""
+    (`QueueSpanProcessor.take_plain_child`, a child folded into its parent)."""
     layout = _layouts.get(name)
     if layout is None:
         layout = _layout(name)
-    if not layout.child_head:
-        return None
-    return _HEAD_IDS_PARENT.pack(  # _plain_child, inline: this runs for every event
-        layout.child_head, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, span_id, _PARENT_ID_TAG, parent_span_id
-    ) + layout.pack_times_tail(layout.name_to_start, start, 0x41, end, _LOCAL_TAIL)
+    if layout.child_head:  # _plain_child, inline: this runs for every event
+        return _HEAD_IDS_PARENT.pack(
+            layout.child_head, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, span_id, _PARENT_ID_TAG, parent_span_id
+        ) + layout.pack_times_tail(layout.name_to_start, start, 0x41, end, _LOCAL_TAIL)
+    ids = _IDS_PARENT.pack(  # a name too long for the length to take one byte
+        _TRACE_ID_TAG, trace_id >> 64, trace_id & _LOW64, _SPAN_ID_TAG, span_id, _PARENT_ID_TAG, parent_span_id
+    )
+    return _field(b"\x12", ids + layout.pack_times_tail(layout.name_to_start, start, 0x41, end, _LOCAL_TAIL))
 
 
 def _plain_child(layout: _Layout, trace_id: int, span_id: int, parent_span_id: int, start: int, end: int) -> bytes:

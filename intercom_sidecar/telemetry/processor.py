@@ -9,9 +9,9 @@ instrumentation suppressed, as the SDK's processor does.
 
 With an exporter that takes spans already encoded (`export_encoded`: the sidecar's OTLP exporters), each span is
 encoded by `on_end` as it ends (`telemetry/otlp.py`; with the child folded into it, if any: one entry for both)
-and the queue holds bytes: the export thread, which shares
-the interpreter lock with intake, then only joins them into a request and posts it (its CPU in the bench's `Send`
-went from 13-16 to 5-6 µs per event), and span objects are freed on the thread that made them.
+and the queue holds bytes: the export thread, which shares the interpreter lock with intake, then only joins them
+into a request and posts it (its CPU in the bench's `Send` went from 13-16 to 5-6 µs per event), and span objects
+are freed on the thread that made them.
 
 The standard variables size it as they size the SDK's BatchSpanProcessor: `OTEL_BSP_MAX_QUEUE_SIZE` (2048),
 `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (512, at most the queue size) and `OTEL_BSP_SCHEDULE_DELAY` (5000 ms).
@@ -148,8 +148,7 @@ class QueueSpanProcessor(SpanProcessor):
         end: int,
     ) -> bool:
         """`on_end` of a sampled child of the common shape, given its fields (`LeanTracer.record_child`): queued
-        encoded, without a span object. False, and nothing done, when spans are not encoded here or its name is
-        too long for the shortcut."""
+        encoded, without a span object. False, and nothing done, when spans are not encoded here."""
         if self._encode is None:
             return False
         queue = self._queue
@@ -157,8 +156,6 @@ class QueueSpanProcessor(SpanProcessor):
             self.dropped_spans += 1
             return True
         message = encode_plain_child(name, trace_id, span_id, parent_span_id, start, end)
-        if message is None:
-            return False
         if resource is self._home_resource and scope is self._home_scope:
             queue.append(message)
         else:

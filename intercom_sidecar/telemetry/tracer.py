@@ -393,7 +393,7 @@ class _Hooks:
 PlainChild = Callable[[Resource, InstrumentationScope, str, int, int, int, int, int], bool]
 """`take_plain_child(resource, scope, name, trace_id, span_id, parent_span_id, start, end)`: a finished child of
 the common shape (internal, sampled, the default trace state, a local parent, nothing but a name and times), as
-`on_end` would take it; False when it cannot (the caller then makes the span)."""
+`on_end` would take it; False when it cannot, as when it does not encode spans (the caller then makes the span)."""
 
 
 class _CurrentSpan:
